@@ -1,0 +1,179 @@
+"""Solve inverse problems with a generative prior or a classical baseline.
+
+``python invert.py solver=S init=I operator=O data=D prior.checkpoint=P num_images=N batch_size=B
+restarts=R seed=K hydra.run.dir=OUT`` solves the first N test images of D and writes
+OUT/metrics.csv, OUT/summary.json, OUT/summary.md, OUT/grid.png and OUT/reconstructions.pt.
+With ``measurements=FILE`` it reconstructs measured data instead (no ground truth).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from common.cli import check_overrides
+from common.errors import UserInputError, exit_on_user_error
+
+
+def _positive_int(cfg: DictConfig, key: str) -> int:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserInputError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def instantiate_named(node: DictConfig, **kwargs):
+    """Instantiate a config whose ``name`` key labels reports rather than being an argument."""
+    from hydra.utils import instantiate
+
+    config = OmegaConf.to_container(node, resolve=True)
+    config.pop("name", None)
+    return instantiate(config, **kwargs, _convert_="all")
+
+
+def build_solver(cfg: DictConfig, prior=None):
+    from hydra.utils import get_class
+
+    kwargs = {"restarts": cfg.restarts}
+    if getattr(get_class(cfg.solver._target_), "requires_prior", False):
+        kwargs.update(prior=prior, init=instantiate_named(cfg.init))
+    return instantiate_named(cfg.solver, **kwargs)
+
+
+def method_name(cfg: DictConfig, requires_prior: bool) -> str:
+    return f"{cfg.solver.name}-{cfg.init.name}" if requires_prior else str(cfg.solver.name)
+
+
+def load_measurement_file(path: str, operator):
+    """(dataset of {"measurement", "index"}, operator rebuilt from the file)."""
+    import torch
+
+    from operators import build_operator
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"measurement file {path} does not exist; write one with save_measurements=true")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+        y, index, spec, state = record["y"], record["index"], record["operator"]["spec"], record["operator"]["state_dict"]
+    except Exception as err:  # noqa: BLE001
+        raise UserInputError(f"measurement file {path} could not be read ({type(err).__name__}: {err}); it must hold "
+                             f"y, index and operator {{spec, state_dict}} as written by save_measurements=true") from None
+    configured = operator.spec()
+    mismatch = {k: (spec.get(k), v) for k, v in configured.items() if k in ("name", "input_shape") and spec.get(k) != v}
+    if mismatch:
+        raise UserInputError(f"measurement file {path} was taken with operator parameters {mismatch} (file, config) "
+                             f"that do not match the configured operator; set operator=/data= to match the file")
+    file_operator = build_operator(spec, state)
+    file_operator.check_measurements(y)
+    if y.shape[0] != index.shape[0]:
+        raise UserInputError(f"measurement file {path} holds {y.shape[0]} measurements but {index.shape[0]} indices")
+    return [{"measurement": y[i], "index": int(index[i])} for i in range(len(index))], file_operator
+
+
+@exit_on_user_error
+def invert(cfg: DictConfig) -> dict | None:
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+    from torch.utils.data import DataLoader, Subset
+
+    from evaluation.report import write_report
+    from lightning_modules.inversion import InversionModule, read_parts
+    from priors.io import load_prior
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    num_images, batch_size = _positive_int(cfg, "num_images"), _positive_int(cfg, "batch_size")
+    _positive_int(cfg, "restarts")
+    operator = instantiate(cfg.operator)
+    from hydra.utils import get_class
+
+    requires_prior = getattr(get_class(cfg.solver._target_), "requires_prior", False)
+    prior = load_prior(cfg.prior.checkpoint) if requires_prior else None
+    if prior is not None and tuple(prior.image_shape) != tuple(operator.input_shape):
+        raise UserInputError(
+            f"prior {cfg.prior.checkpoint} generates images of shape {tuple(prior.image_shape)} but the data/operator "
+            f"expect {tuple(operator.input_shape)}; set data.image_size/data.channels to the prior's or pick another prior"
+        )
+
+    if cfg.measurements:
+        dataset, operator = load_measurement_file(cfg.measurements, operator)
+        dataset = dataset[:num_images]
+    else:
+        datamodule = instantiate(cfg.data)
+        datamodule.setup("test")
+        test_set = datamodule.test_set
+        if num_images > len(test_set):
+            raise UserInputError(f"num_images={num_images} but the test split of data={HydraConfig.get().runtime.choices.data} "
+                                 f"has {len(test_set)} images; lower num_images")
+        dataset = Subset(test_set, range(num_images))
+    solver = build_solver(cfg, prior)
+    method = method_name(cfg, requires_prior)
+
+    done = read_parts(out_dir)
+    todo = [j for j in range(len(dataset)) if int(dataset[j]["index"]) not in done]
+    if done:
+        print(f"resuming in {out_dir}: {len(dataset) - len(todo)} of {len(dataset)} images already solved")
+    module = InversionModule(solver, operator, method, cfg.seed, out_dir)
+    if todo:
+        logger = instantiate(cfg.logger) if cfg.get("logger") else False
+        trainer = instantiate(cfg.trainer, logger=logger, callbacks=[])
+        loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, shuffle=False,
+                            num_workers=cfg.get("num_workers", 0))
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+        trainer.strategy.barrier()
+        if not trainer.is_global_zero:
+            return None
+
+    results = read_parts(out_dir)
+    wanted = [int(dataset[j]["index"]) for j in range(len(dataset))]
+    records = [results[i] for i in wanted]
+    rows = [r["row"] for r in records]
+    x_hat = torch.stack([r["x_hat"] for r in records])
+    y = torch.stack([r["y"] for r in records])
+    torch.save({"index": torch.tensor(wanted), "x_hat": x_hat}, out_dir / "reconstructions.pt")
+    if cfg.save_measurements:
+        torch.save({"index": torch.tensor(wanted), "y": y,
+                    "operator": {"spec": operator.spec(), "state_dict": operator.state_dict()}},
+                   out_dir / "measurements.pt")
+    grid = {"measurement": measurement_images(operator, y[:8])}
+    if "x" in records[0]:
+        grid = {"ground truth": torch.stack([r["x"] for r in records[:8]]), **grid}
+    grid["reconstruction"] = x_hat[:8]
+    grid = {k: v for k, v in grid.items() if v is not None}
+    if cfg.measurements:
+        save_pngs(x_hat, wanted, out_dir / "reconstructions")
+    summary = write_report(out_dir, rows, method, OmegaConf.to_container(cfg, resolve=True), grid=grid)
+    print((out_dir / "summary.md").read_text())
+    print(f"results in {out_dir}")
+    return summary
+
+
+def measurement_images(operator, y):
+    """Measurements as displayable images: log-magnitude for Fourier, as-is when image-shaped."""
+    from evaluation.report import log_magnitude_image
+
+    if operator.name == "fourier_pr":
+        return log_magnitude_image(y)
+    if y.dim() == 4 and y.shape[1] in (1, 3):
+        return y.clamp(0, 1)
+    return None
+
+
+def save_pngs(images, indices, folder: Path) -> None:
+    from torchvision.utils import save_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for image, index in zip(images, indices):
+        save_image(image, folder / f"{index:06d}.png")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="invert")
+def main(cfg: DictConfig) -> None:
+    invert(cfg)
+
+
+if __name__ == "__main__":
+    check_overrides("invert")
+    main()

@@ -1,0 +1,247 @@
+"""One engine for CSGM, DPR, ILO and PRILO: a stage schedule run on a layered prior.
+
+All restarts of all images run in one batch (image-major: row = image * restarts + restart).
+Each row's variables are separate tensor rows, and Adam/SGD and the l1-ball projection act
+row-wise, so a row's trajectory does not depend on the other rows in the batch; a row that
+diverges (NaN) is reported as failed without touching the others. Per-step gradient noise
+(PRILO eq. 10) comes from :func:`common.randomness.counter_normal`, keyed per row.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from common.errors import UserInputError
+from common.randomness import counter_normal, sample_keys
+from operators.base import ForwardOperator
+from priors.base import LayeredPrior, Representation
+from solvers.base import SolveResult, select_best_restart
+from solvers.initialization import Initialization, RandomInit
+from solvers.projection import project_l1_ball
+from solvers.schedule import LATENT_KINDS, Stage, parse_schedule
+
+NOISE_PREFIX = "noise."
+
+
+@dataclass
+class _Position:
+    """Where the optimisation stands: z_0, optionally a representation at ``layer``, noise maps."""
+
+    z0: torch.Tensor
+    layer: int = 0
+    rep: Representation | None = None
+    noise: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class GenerativeSolver:
+    """Run ``schedule`` (see :mod:`solvers.schedule`) for every image and restart, keep the lowest error.
+
+    ``gradient_noise``: ``{eta, gamma}`` adds u_k ~ N(0, eta / (1 + k)^gamma) to every gradient
+    (k counts steps within a stage). ``two_start`` (DPR's image experiments) runs every
+    initial latent and its negation; ``negation_check`` (DPR algorithm 1) replaces z by -z
+    before a latent step whenever that lowers the objective. ``loss`` weights the measurement
+    terms: ``mse`` (squared error summed over measurement entries) and ``lpips`` (only for
+    image-shaped measurements). ``select``: ``final`` keeps each run's last output, ``best``
+    the stage-end output with the lowest measurement error. ``skip``/``ball`` are the
+    ablation switches of PRILO table 3.
+    """
+
+    requires_prior = True
+
+    def __init__(self, prior: LayeredPrior, schedule: Sequence, init: Initialization | None = None,
+                 restarts: int = 1, name: str = "generative", optimizer: str = "adam",
+                 gradient_noise: dict | None = None, two_start: bool = False, negation_check: bool = False,
+                 loss: dict | None = None, select: str = "final", skip: Sequence[str] = (), ball: bool = True,
+                 stage_defaults: dict | None = None, progress: bool = False):
+        if restarts < 1:
+            raise UserInputError(f"restarts must be >= 1, got {restarts}")
+        if optimizer not in ("adam", "sgd"):
+            raise UserInputError(f"solver.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        if select not in ("final", "best"):
+            raise UserInputError(f"solver.select must be 'final' or 'best', got {select!r}")
+        self.prior = prior
+        self.stages = parse_schedule(schedule, stage_defaults, skip, ball, prior.num_layers)
+        for prev, stage in zip([None, *self.stages], self.stages):
+            if stage.kind == "backproject" and (prev is None or prev.kind != "forward" or prev.layer != stage.layer):
+                raise UserInputError(f"a backproject stage at layer {stage.layer} must follow a forward stage at "
+                                     f"the same layer; fix solver.schedule")
+        self.init = init or RandomInit()
+        self.restarts = int(restarts)
+        self.name = name
+        self.optimizer = optimizer
+        noise = dict(gradient_noise or {})
+        self.noise_eta, self.noise_gamma = float(noise.get("eta", 0.0)), float(noise.get("gamma", 0.55))
+        self.two_start = bool(two_start)
+        self.negation_check = bool(negation_check)
+        weights = dict(loss or {"mse": 1.0})
+        if set(weights) - {"mse", "lpips"}:
+            raise UserInputError(f"solver.loss supports mse and lpips weights, got {sorted(weights)}")
+        self.mse_weight, self.lpips_weight = float(weights.get("mse", 0.0)), float(weights.get("lpips", 0.0))
+        self.select = select
+        self.progress = progress
+
+    # -- the measurement objective -------------------------------------------------------------
+    def _objective(self, x: torch.Tensor, operator: ForwardOperator, y: torch.Tensor):
+        """(loss per row, measurement MSE per row)."""
+        pred = operator(x)
+        mse = (pred - y).flatten(1).pow(2).mean(1)
+        loss = self.mse_weight * mse * y[0].numel()
+        if self.lpips_weight:
+            from evaluation.metrics import lpips_loss
+
+            if pred.dim() != 4 or pred.shape[1] not in (1, 3):
+                raise UserInputError(f"an LPIPS loss needs image-shaped measurements; operator {operator.name} "
+                                     f"gives {tuple(pred.shape[1:])}; set solver.loss.lpips=0")
+            loss = loss + self.lpips_weight * lpips_loss(pred, y)
+        return loss, mse
+
+    # -- rendering from a position ----------------------------------------------------------------
+    def _rep_at_zero(self, z0: torch.Tensor, noise: dict) -> Representation:
+        rep = self.prior.initial_representation(z0)
+        rep.update(noise)
+        return rep
+
+    def _render(self, pos: _Position) -> torch.Tensor:
+        if pos.rep is None:
+            return self.prior.from_layer(self._rep_at_zero(pos.z0, pos.noise), 0)
+        return self.prior.from_layer(pos.rep, pos.layer)
+
+    def _start_rep(self, pos: _Position, layer: int) -> Representation:
+        """Representation at ``layer`` to start a forward stage from (ILO: advance the current one)."""
+        if pos.rep is not None and pos.layer <= layer:
+            return self.prior.run(pos.rep, pos.layer, layer)
+        return self.prior.run(self._rep_at_zero(pos.z0, pos.noise), 0, layer)
+
+    # -- one stage ---------------------------------------------------------------------------
+    def _variables(self, stage: Stage, pos: _Position) -> tuple[dict, dict, Representation]:
+        """(variables name → tensor, their ball {name: (center, radius)}, constant rep parts)."""
+        n = pos.z0.shape[0]
+        if stage.kind == "forward":
+            rep = {k: v.detach() for k, v in self._start_rep(pos, stage.layer).items()}
+            names = ["state"] + (["latent"] if "latent" in rep else [])
+            radii = {"state": stage.radius, "latent": stage.latent_radius}
+        else:
+            rep = {k: v.detach() for k, v in self._rep_at_zero(pos.z0, pos.noise).items()}
+            rep["z0"] = pos.z0.detach()
+            names, radii = ["z0"], {"z0": stage.radius}
+        if stage.optimize_noise and stage.kind != "backproject":
+            names += [k for k in rep if k.startswith(NOISE_PREFIX)]
+        variables = {}
+        for k in names:
+            v = rep.pop(k).detach()
+            variables[k] = v.expand(n, *v.shape[1:]).clone().requires_grad_(True)
+        rep = {k: v.expand(n, *v.shape[1:]) for k, v in rep.items()}
+        balls = {}
+        for k in names:
+            r = radii.get(k)
+            if r is not None:
+                center = torch.zeros_like(variables[k]) if stage.center == "zero" else variables[k].detach().clone()
+                balls[k] = (center, r)
+        return variables, balls, rep
+
+    def _image(self, stage: Stage, variables: dict, const: Representation) -> torch.Tensor:
+        if stage.kind == "forward":
+            return self.prior.from_layer({**const, **variables}, stage.layer)
+        rep = self.prior.initial_representation(variables["z0"])
+        rep.update({k: v for k, v in const.items() if k.startswith(NOISE_PREFIX)})
+        rep.update({k: v for k, v in variables.items() if k.startswith(NOISE_PREFIX)})
+        return self.prior.from_layer(rep, 0)
+
+    def _run_stage(self, index: int, stage: Stage, pos: _Position, operator: ForwardOperator, y: torch.Tensor,
+                   keys: torch.Tensor) -> list[float]:
+        variables, balls, const = self._variables(stage, pos)
+        target = None
+        if stage.kind == "backproject":
+            target = {k: v.detach() for k, v in pos.rep.items() if k in ("state", "latent")}
+        params = list(variables.values())
+        opt = torch.optim.Adam(params, lr=stage.lr) if self.optimizer == "adam" else torch.optim.SGD(params, lr=stage.lr)
+        curve = []
+        for k in range(stage.steps):
+            if self.negation_check and stage.kind in LATENT_KINDS:
+                self._negate_where_better(stage, variables, const, operator, y, opt)
+            opt.zero_grad(set_to_none=True)
+            if target is not None:
+                rep = self.prior.to_layer(variables["z0"], stage.layer)
+                loss = sum((rep[t] - target[t]).flatten(1).pow(2).sum(1) for t in target)
+                curve.append(float(loss.detach().nan_to_num(posinf=0).mean()))
+            else:
+                loss, mse = self._objective(self._image(stage, variables, const), operator, y)
+                finite = mse.detach()[torch.isfinite(mse.detach())]
+                curve.append(float(finite.mean()) if finite.numel() else float("nan"))
+            loss.sum().backward()
+            if self.noise_eta > 0:
+                sigma = (self.noise_eta / (1 + k) ** self.noise_gamma) ** 0.5
+                for j, v in enumerate(params):
+                    counter = ((index * 64 + j) << 24) + k
+                    v.grad.add_(counter_normal(keys, counter, v.shape[1:], dtype=v.dtype).to(v.device), alpha=sigma)
+            opt.step()
+            with torch.no_grad():
+                for name, (center, radius) in balls.items():
+                    variables[name].copy_(project_l1_ball(variables[name], center, radius))
+        self._update_position(stage, pos, variables, const)
+        return curve
+
+    @torch.no_grad()
+    def _negate_where_better(self, stage, variables, const, operator, y, opt) -> None:
+        z = variables["z0"]
+        both = {**variables, "z0": torch.cat([z, -z])}
+        const2 = {k: torch.cat([v, v]) for k, v in const.items()}
+        loss, _ = self._objective(self._image(stage, both, const2), operator, torch.cat([y, y]))
+        flip = loss[z.shape[0]:] < loss[: z.shape[0]]
+        if bool(flip.any()):
+            sign = torch.where(flip, -1.0, 1.0).to(z.dtype).view(-1, *([1] * (z.dim() - 1)))
+            z.mul_(sign)
+            state = opt.state.get(z, {})
+            if "exp_avg" in state:  # keep Adam's first moment consistent with the flipped iterate
+                state["exp_avg"].mul_(sign)
+
+    @staticmethod
+    def _update_position(stage: Stage, pos: _Position, variables: dict, const: Representation) -> None:
+        done = {k: v.detach() for k, v in variables.items()}
+        pos.noise.update({k: v for k, v in done.items() if k.startswith(NOISE_PREFIX)})
+        if stage.kind == "forward":
+            pos.rep = {**const, **done}
+            pos.layer = stage.layer
+        else:
+            pos.z0, pos.rep, pos.layer = done["z0"], None, 0
+
+    # -- the whole solve ---------------------------------------------------------------------
+    def solve(self, operator: ForwardOperator, y: torch.Tensor, indices: Sequence[int], seed: int) -> SolveResult:
+        prior = self.prior
+        device = prior.device
+        operator = operator.to(device)
+        y = y.to(device)
+        operator.check_measurements(y)
+        z0 = self.init(prior, operator, y, indices, seed, self.restarts).to(device)
+        runs = self.restarts
+        if self.two_start:
+            z0 = torch.stack([z0, -z0], dim=1).flatten(0, 1)
+            runs *= 2
+        y_runs = y.repeat_interleave(runs, dim=0)
+        keys = sample_keys(seed, "gradient_noise", indices, runs, device=device)
+        pos = _Position(z0=z0)
+        history: dict[str, list[float]] = {}
+        best_x = best_err = None
+        with torch.enable_grad():
+            for i, stage in enumerate(tqdm(self.stages, desc=self.name, leave=False, disable=not self.progress)):
+                history[f"{i:02d}_{stage.label}"] = self._run_stage(i, stage, pos, operator, y_runs, keys)
+                if self.select == "best" or i == len(self.stages) - 1:
+                    best_x, best_err = self._keep_best(pos, operator, y_runs, best_x, best_err)
+        if best_x is None:  # empty schedule (e.g. the "only initialization" ablation)
+            best_x, best_err = self._keep_best(pos, operator, y_runs, None, None)
+        pick = select_best_restart(best_err, runs)
+        err = best_err[pick]
+        return SolveResult(x=best_x[pick].clamp(0, 1), measurement_error=err, failed=~torch.isfinite(err),
+                           latent=pos.z0[pick] if pos.rep is None else None, history=history)
+
+    @torch.no_grad()
+    def _keep_best(self, pos, operator, y, best_x, best_err):
+        x = self._render(pos)
+        err = operator.measurement_error(x, y).nan_to_num(nan=float("inf"))
+        if best_x is None:
+            return x, err
+        better = err < best_err
+        return torch.where(better.view(-1, 1, 1, 1), x, best_x), torch.minimum(err, best_err)

@@ -1,0 +1,59 @@
+import itertools
+
+import pytest
+import torch
+
+from solvers.projection import project_l1_ball
+
+
+def brute_force_l1_projection(v, c, r, grid=None):
+    """Projection by minimising ||x - v||^2 over the l1 ball with a fine LP-free search.
+
+    For small d the projection is soft-thresholding by some theta >= 0; scan theta densely
+    and keep the feasible point closest to v (independent of Duchi's sort-based rule).
+    """
+    d = v - c
+    if d.abs().sum() <= r:
+        return v.clone()
+    thetas = torch.linspace(0, float(d.abs().max()), 200001, dtype=torch.float64)
+    w = d.sign()[None] * (d.abs()[None] - thetas[:, None]).clamp_min(0)
+    feasible = w.abs().sum(1) <= r + 1e-12
+    dist = ((w - d[None]) ** 2).sum(1)
+    dist[~feasible] = float("inf")
+    return c + w[dist.argmin()]
+
+
+@pytest.mark.parametrize("d,radius", [(3, 0.5), (5, 1.0), (8, 2.5), (4, 10.0)])
+def test_projection_matches_brute_force(d, radius):
+    g = torch.Generator().manual_seed(d)
+    v = torch.randn(6, d, generator=g, dtype=torch.float64) * 2
+    c = torch.randn(6, d, generator=g, dtype=torch.float64)
+    p = project_l1_ball(v, c, radius)
+    for i in range(6):
+        expected = brute_force_l1_projection(v[i], c[i], radius)
+        assert torch.allclose(p[i], expected, atol=1e-4)
+
+
+def test_projection_properties_batched_and_per_row_radius():
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(32, 3, 4, 4, generator=g, dtype=torch.float64) * 3
+    c = torch.zeros_like(v)
+    r = torch.linspace(0.5, 60, 32, dtype=torch.float64)
+    p = project_l1_ball(v, c, r)
+    norms = p.flatten(1).abs().sum(1)
+    inside = v.flatten(1).abs().sum(1) <= r
+    assert torch.all(norms <= r + 1e-9)
+    assert torch.equal(p[inside], v[inside])  # points inside are untouched
+    assert torch.allclose(norms[~inside], r[~inside])  # others land on the sphere
+    # idempotent, and rows are independent of the rest of the batch
+    assert torch.allclose(project_l1_ball(p, c, r), p)
+    assert torch.allclose(project_l1_ball(v[5:6], c[5:6], r[5:6]), p[5:6])
+
+
+def test_projection_is_closest_point_among_random_feasible_points():
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(1, 6, generator=g, dtype=torch.float64) * 4
+    p = project_l1_ball(v, torch.zeros_like(v), 1.5)
+    cand = torch.randn(20000, 6, generator=g, dtype=torch.float64)
+    cand = cand / cand.abs().sum(1, keepdim=True) * 1.5 * torch.rand(20000, 1, generator=g, dtype=torch.float64)
+    assert ((cand - v) ** 2).sum(1).min() >= ((p - v) ** 2).sum() - 1e-12

@@ -1,0 +1,55 @@
+"""Train a generative prior: ``python train.py model=M data=D trainer.devices=N logger=L``.
+
+Writes Lightning checkpoints and logs to the Hydra run directory, and the trained prior
+to ``<run dir>/prior.pt`` and ``export_path`` (where ``invert.py`` looks by default).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from common.cli import check_overrides
+from common.errors import UserInputError, exit_on_user_error
+
+
+@exit_on_user_error
+def train(cfg: DictConfig) -> Path:
+    import lightning.pytorch as pl
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lightning_modules.callbacks import ExportPrior
+
+    pl.seed_everything(cfg.seed, workers=True)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.model.module)
+    data_shape, model_shape = tuple(datamodule.image_shape), tuple(module.prior.image_shape)
+    if data_shape != model_shape:
+        raise UserInputError(
+            f"dataset images are {data_shape} (C, H, W) but model {cfg.model.name} generates {model_shape}; "
+            f"set data.image_size/data.channels to match the model"
+        )
+    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
+        raise UserInputError(f"ckpt_path {cfg.ckpt_path} does not exist; pass an existing Lightning checkpoint or null")
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    callbacks = [
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True),
+        ExportPrior(run_dir / "prior.pt", cfg.export_path),
+    ]
+    trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    return run_dir / "prior.pt"
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    check_overrides("train")
+    main()
