@@ -102,6 +102,7 @@ def invert(cfg: DictConfig) -> dict | None:
         dataset = dataset[:num_images]
     else:
         datamodule = instantiate(cfg.data)
+        datamodule.prepare_data()
         datamodule.setup("test")
         test_set = datamodule.test_set
         if num_images > len(test_set):
@@ -111,8 +112,10 @@ def invert(cfg: DictConfig) -> dict | None:
     solver = build_solver(cfg, prior)
     method = method_name(cfg, requires_prior)
 
+    # a test-split subset's sample indices are its positions; a measurement file lists its own
+    wanted = [int(d["index"]) for d in dataset] if cfg.measurements else list(range(len(dataset)))
     done = read_parts(out_dir)
-    todo = [j for j in range(len(dataset)) if int(dataset[j]["index"]) not in done]
+    todo = [j for j, i in enumerate(wanted) if i not in done]
     if done:
         print(f"resuming in {out_dir}: {len(dataset) - len(todo)} of {len(dataset)} images already solved")
     module = InversionModule(solver, operator, method, cfg.seed, out_dir)
@@ -127,7 +130,6 @@ def invert(cfg: DictConfig) -> dict | None:
             return None
 
     results = read_parts(out_dir)
-    wanted = [int(dataset[j]["index"]) for j in range(len(dataset))]
     records = [results[i] for i in wanted]
     rows = [r["row"] for r in records]
     x_hat = torch.stack([r["x_hat"] for r in records])

@@ -1,0 +1,200 @@
+"""The shared datamodule: split pools into train/val/test, wrap them, serve dict batches.
+
+A concrete datamodule only says where its images come from (:meth:`ImageDataModule.load_pools`):
+a dict with some of the keys ``"train"``, ``"val"``, ``"test"``, each a sequence of uint8
+images (a ``(N, H, W[, C])`` array or a lazily decoded :class:`~datamodules.image_files.ImageFiles`).
+Splits a dataset does not define are carved out of ``"train"`` with a seeded permutation
+(:func:`carve_splits`), so an image folder gets all three, MNIST gets a validation split
+next to its official test split, and CelebA with its partition file uses it as is.
+
+Batches are ``{"image": float32 (B, C, H, W) in [0, 1], "index": int64 (B,)}``; ``index`` is
+the sample's position in its split, stable across runs, batch sizes and devices.
+"""
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from common.errors import UserInputError
+from datamodules.transforms import ImageTransform, check_size
+
+SPLITS = ("train", "val", "test")
+
+
+class ImageDataset(Dataset):
+    """One split: ``images[source_ids[i]]`` transformed, served as ``{"image", "index": i}``."""
+
+    def __init__(self, images: Sequence, source_ids: np.ndarray, transform: ImageTransform):
+        self.images = images
+        self.source_ids = np.asarray(source_ids, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.source_ids)
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a split of {len(self)} images")
+        return {"image": self.transform(self.images[int(self.source_ids[index])]), "index": index}
+
+
+def carve_splits(n: int, sizes: dict[str, int], seed: int) -> dict[str, np.ndarray]:
+    """Seeded disjoint index sets: ``sizes`` (e.g. ``{"test": 500, "val": 500}``) are drawn
+    in that order from one permutation of ``range(n)``, ``"train"`` gets the rest; each set
+    is sorted. Growing ``val`` leaves ``test`` unchanged when ``test`` comes first."""
+    total = sum(sizes.values())
+    if total >= n:
+        wanted = ", ".join(f"{k}_size={v}" for k, v in sizes.items())
+        raise UserInputError(
+            f"cannot carve {wanted} out of {n} images and keep any for training; lower data.val_size/data.test_size"
+        )
+    perm = np.random.default_rng(seed).permutation(n)
+    out, start = {}, 0
+    for name, size in sizes.items():
+        out[name] = np.sort(perm[start : start + size])
+        start += size
+    out["train"] = np.sort(perm[start:])
+    return out
+
+
+def resolve_root(root: str | os.PathLike) -> Path:
+    """Absolute dataset root; relative roots are taken against the directory the command
+    was started from (Hydra's original cwd when a Hydra app runs with ``hydra.job.chdir``)."""
+    path = Path(os.path.expandvars(str(root))).expanduser()
+    if path.is_absolute():
+        return path
+    base = Path.cwd()
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.utils import get_original_cwd
+
+        if HydraConfig.initialized():
+            base = Path(get_original_cwd())
+    except ImportError:
+        pass
+    return base / path
+
+
+def require_dir(root: Path, what: str, hint: str) -> Path:
+    if not root.is_dir():
+        raise UserInputError(f"dataset root {root} does not exist or is not a folder; it should hold {what}; {hint}")
+    return root
+
+
+class ImageDataModule(L.LightningDataModule, abc.ABC):
+    """Base of all datamodules; subclasses implement :meth:`load_pools` (and, if they can
+    download, :meth:`prepare_data`).
+
+    Args:
+        channels: 1 or 3; images are converted (see :class:`ImageTransform`).
+        image_size: output height = width in pixels.
+        batch_size: per-device batch size of every dataloader.
+        num_workers: dataloader worker processes.
+        split_seed: seed of the permutation that carves splits a dataset lacks.
+        val_size, test_size: sizes of carved validation / test splits (ignored for
+            splits the dataset defines itself).
+        crop_size: center-crop side before resizing (None: largest centered square).
+    """
+
+    #: what the root should contain, for error messages (subclasses with a root set it)
+    root_contents = "the dataset files"
+
+    def __init__(
+        self,
+        channels: int = 1,
+        image_size: int = 28,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        split_seed: int = 0,
+        val_size: int = 1000,
+        test_size: int = 1000,
+        crop_size: int | None = None,
+    ):
+        super().__init__()
+        self.transform = ImageTransform(channels, image_size, crop_size)
+        self.batch_size = check_size("batch_size", batch_size)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise UserInputError(f"num_workers={num_workers!r} is invalid; data.num_workers must be an integer >= 0")
+        self.num_workers = num_workers
+        self.split_seed = int(split_seed)
+        for name, value in (("val_size", val_size), ("test_size", test_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UserInputError(f"{name}={value!r} is invalid; data.{name} must be an integer >= 0")
+        self.val_size, self.test_size = val_size, test_size
+        self.train_set: ImageDataset | None = None
+        self.val_set: ImageDataset | None = None
+        self.test_set: ImageDataset | None = None
+
+    # -- what subclasses provide --------------------------------------------------------
+    @abc.abstractmethod
+    def load_pools(self) -> dict[str, Sequence]:
+        """Image sequences for ``"train"`` and any of ``"val"``/``"test"`` the dataset defines.
+
+        Raise :class:`UserInputError` when the files are missing."""
+
+    # -- derived ------------------------------------------------------------------------
+    @property
+    def channels(self) -> int:
+        return self.transform.channels
+
+    @property
+    def image_size(self) -> int:
+        return self.transform.image_size
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size, self.image_size)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        pools = self.load_pools()
+        missing = {name: size for name, size in (("test", self.test_size), ("val", self.val_size)) if name not in pools}
+        carved = carve_splits(len(pools["train"]), missing, self.split_seed)
+        sets = {name: ImageDataset(pools["train"], ids, self.transform) for name, ids in carved.items()}
+        for name in SPLITS:
+            if name not in sets:
+                sets[name] = ImageDataset(pools[name], np.arange(len(pools[name])), self.transform)
+        self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
+
+    def _loader(self, dataset: ImageDataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test split in index order (what inversion runs iterate over)."""
+        return self._loader(self.test_set, shuffle=False)
+
+    def split(self, name: str) -> ImageDataset:
+        """The dataset of split ``name`` (``"train"``, ``"val"``, ``"test"``, or ``"predict"`` = test)."""
+        if name == "predict":
+            name = "test"
+        if name not in SPLITS:
+            raise UserInputError(f"unknown split {name!r}; use one of train, val, test, predict")
+        self.setup()
+        return getattr(self, f"{name}_set")
