@@ -240,7 +240,8 @@ class GenerativeSolver:
     @torch.no_grad()
     def _keep_best(self, pos, operator, y, best_x, best_err):
         x = self._render(pos)
-        err = operator.measurement_error(x, y).nan_to_num(nan=float("inf"))
+        err = operator.measurement_error(x, y)
+        err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
         if best_x is None:
             return x, err
         better = err < best_err
