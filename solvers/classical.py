@@ -25,7 +25,7 @@ from common.errors import UserInputError
 from common.randomness import per_sample_normal, sample_generators
 from operators.base import ForwardOperator
 from operators.fourier import FourierPhaseRetrieval
-from operators.gaussian import GaussianPhaseRetrieval
+from operators.gaussian import ComplexGaussianPhaseRetrieval, GaussianPhaseRetrieval
 from solvers.base import SolveResult, select_best_restart
 
 
@@ -53,7 +53,9 @@ class _ClassicalSolver:
             raise UserInputError(f"{self.method} solves {supported} problems only, not {operator.name}")
         operator.check_measurements(y)
         if len(indices) != y.shape[0]:
-            raise UserInputError(f"got {len(indices)} sample indices for {y.shape[0]} measurements; give one per sample")
+            raise UserInputError(
+                f"got {len(indices)} sample indices for {y.shape[0]} measurements; give one per sample"
+            )
 
     def solve(self, operator: ForwardOperator, y: torch.Tensor, indices: Sequence[int], seed: int) -> SolveResult:
         self.check(operator, y, indices)
@@ -148,7 +150,7 @@ class GerchbergSaxton(_FourierSolver):
 class HybridInputOutput(_FourierSolver):
     """Fienup's HIO: with g' = P_M(g), keep g' where it satisfies the image constraints and
     set g − β (g' − P_C(g')) elsewhere (outside the support and for values < 0 this is
-    Fienup's g − β g'; values > 1 are pushed back towards 1 the same way)."""
+    Fienup's g − β g'; values above ``upper_bound`` are pushed back the same way)."""
 
     method = "hio"
 
@@ -178,7 +180,7 @@ class WirtingerFlow(_ClassicalSolver):
     """
 
     method = "wf"
-    operators = (GaussianPhaseRetrieval,)
+    operators = (GaussianPhaseRetrieval, ComplexGaussianPhaseRetrieval)
 
     def __init__(self, iterations: int = 500, restarts: int = 1, power_iterations: int = 50, mu_max: float = 0.2,
                  t0: float = 330.0, image_constraints: bool = True):
@@ -190,16 +192,15 @@ class WirtingerFlow(_ClassicalSolver):
 
     def initial_state(self, operator: GaussianPhaseRetrieval, y, indices, seed) -> dict:
         n, batch_shape = operator.input_size, (-1, *[1] * len(operator.input_shape))
-        frob2 = operator.A.abs().pow(2).sum().to(y)
+        frob2 = operator.squared_norm().to(y)
         norm = torch.sqrt(n * y.pow(2).sum(1) / frob2).view(batch_shape)  # λ, an estimate of ‖x‖
         start = per_sample_normal(operator.input_shape, seed, f"{self.method}.initial_direction", indices,
                                   self.restarts, device=y.device, dtype=y.dtype)
-        unit = lambda v: v / v.flatten(1).norm(dim=1).clamp_min(1e-30).view(batch_shape)  # noqa: E731
         v = start
         for _ in range(self.power_iterations):
-            v = unit(operator.adjoint(y.pow(2) * operator.linear(v)))
+            v = _unit(operator.adjoint(y.pow(2) * operator.linear(v)))
         first = (torch.arange(y.shape[0], device=y.device) % self.restarts == 0).view(batch_shape)
-        z = torch.where(first, v, unit(start)) * norm
+        z = torch.where(first, v, _unit(start)) * norm
         # gradient in Candès's normalisation (unit-variance entries): 1/(m s⁴) Re Aᴴ((|Az|² − y²) ⊙ Az)
         grad_scale = 1.0 / (operator.m * (frob2 / (operator.m * n)).pow(2))
         return {"z": z, "step_scale": grad_scale / norm.pow(2).clamp_min(1e-30)}
@@ -216,6 +217,11 @@ class WirtingerFlow(_ClassicalSolver):
             return z
         sign = torch.where(z.flatten(1).sum(1) < 0, -1.0, 1.0).to(z).view(-1, *[1] * (z.dim() - 1))
         return (z * sign).clamp(0, 1)
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    """Each sample scaled to unit Euclidean norm."""
+    return v / v.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *[1] * (v.dim() - 1))
 
 
 CLASSICAL_SOLVERS = {cls.method: cls for cls in (ErrorReduction, HybridInputOutput, GerchbergSaxton, WirtingerFlow)}
