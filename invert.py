@@ -23,17 +23,10 @@ def _positive_int(cfg: DictConfig, key: str) -> int:
     return value
 
 
-def instantiate_named(node: DictConfig, **kwargs):
-    """Instantiate a config whose ``name`` key labels reports rather than being an argument."""
-    from hydra.utils import instantiate
-
-    config = OmegaConf.to_container(node, resolve=True)
-    config.pop("name", None)
-    return instantiate(config, **kwargs, _convert_="all")
-
-
 def build_solver(cfg: DictConfig, prior=None):
     from hydra.utils import get_class
+
+    from common.instantiate import instantiate_named
 
     kwargs = {"restarts": cfg.restarts}
     if getattr(get_class(cfg.solver._target_), "requires_prior", False):
@@ -49,14 +42,15 @@ def load_measurement_file(path: str, operator):
     """(dataset of {"measurement", "index"}, operator rebuilt from the file)."""
     import torch
 
-    from operators import build_operator
+    from operators import operator_from_state
 
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"measurement file {path} does not exist; write one with save_measurements=true")
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
-        y, index, spec, state = record["y"], record["index"], record["operator"]["spec"], record["operator"]["state_dict"]
+        y, index, stored = record["y"], record["index"], record["operator"]
+        spec = stored["spec"]
     except Exception as err:  # noqa: BLE001
         raise UserInputError(f"measurement file {path} could not be read ({type(err).__name__}: {err}); it must hold "
                              f"y, index and operator {{spec, state_dict}} as written by save_measurements=true") from None
@@ -65,7 +59,7 @@ def load_measurement_file(path: str, operator):
     if mismatch:
         raise UserInputError(f"measurement file {path} was taken with operator parameters {mismatch} (file, config) "
                              f"that do not match the configured operator; set operator=/data= to match the file")
-    file_operator = build_operator(spec, state)
+    file_operator = operator_from_state(stored)
     file_operator.check_measurements(y)
     if y.shape[0] != index.shape[0]:
         raise UserInputError(f"measurement file {path} holds {y.shape[0]} measurements but {index.shape[0]} indices")
@@ -76,8 +70,10 @@ def load_measurement_file(path: str, operator):
 def invert(cfg: DictConfig) -> dict | None:
     import torch
     from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import instantiate
+    from hydra.utils import get_class
     from torch.utils.data import DataLoader, Subset
+
+    from common.instantiate import instantiate
 
     from evaluation.report import write_report
     from lightning_modules.inversion import InversionModule, read_parts
@@ -87,8 +83,6 @@ def invert(cfg: DictConfig) -> dict | None:
     num_images, batch_size = _positive_int(cfg, "num_images"), _positive_int(cfg, "batch_size")
     _positive_int(cfg, "restarts")
     operator = instantiate(cfg.operator)
-    from hydra.utils import get_class
-
     requires_prior = getattr(get_class(cfg.solver._target_), "requires_prior", False)
     prior = load_prior(cfg.prior.checkpoint) if requires_prior else None
     if prior is not None and tuple(prior.image_shape) != tuple(operator.input_shape):
@@ -136,8 +130,9 @@ def invert(cfg: DictConfig) -> dict | None:
     y = torch.stack([r["y"] for r in records])
     torch.save({"index": torch.tensor(wanted), "x_hat": x_hat}, out_dir / "reconstructions.pt")
     if cfg.save_measurements:
-        torch.save({"index": torch.tensor(wanted), "y": y,
-                    "operator": {"spec": operator.spec(), "state_dict": operator.state_dict()}},
+        from operators import operator_state
+
+        torch.save({"index": torch.tensor(wanted), "y": y, "operator": operator_state(operator)},
                    out_dir / "measurements.pt")
     grid = {"measurement": measurement_images(operator, y[:8])}
     if "x" in records[0]:

@@ -18,8 +18,9 @@ from common.errors import UserInputError, exit_on_user_error
 def train(cfg: DictConfig) -> Path:
     import lightning.pytorch as pl
     from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from common.instantiate import instantiate
 
     from lightning_modules.callbacks import ExportPrior
 

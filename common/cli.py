@@ -26,6 +26,8 @@ def check_overrides(config_name: str, argv: list[str] | None = None) -> None:
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
         what = lines[0] if lines else type(err).__name__
+        if len(lines) > 1 and lines[1].startswith(("Key", "To append")):
+            what = f"{what} {lines[1]}"
         options = ""
         if "Available options" in str(err):
             opts = [ln for ln in lines[1:] if not ln.startswith(("Available", "Config search", "Provider", "---", "In "))]

@@ -74,11 +74,7 @@ def lpips_network(net: str = "alex", device: torch.device | str = "cpu") -> nn.M
     return _LPIPS_NETS[key]
 
 
-@torch.no_grad()
-def lpips_distance(x_hat: torch.Tensor, x: torch.Tensor, net: str = "alex") -> torch.Tensor:
-    """LPIPS v0.1 per image. 1-channel images are replicated to 3 channels; [0, 1] is mapped
-    to the [-1, 1] LPIPS expects. Not differentiable (evaluation only)."""
-    x_hat, x = _check_pair(x_hat, x)
+def _lpips(x_hat: torch.Tensor, x: torch.Tensor, net: str) -> torch.Tensor:
     if x.shape[1] not in (1, 3):
         raise ValueError(f"LPIPS needs 1- or 3-channel images, got {x.shape[1]} channels")
     min_size = LPIPS_MIN_SIZE.get(net, 1)
@@ -87,6 +83,24 @@ def lpips_distance(x_hat: torch.Tensor, x: torch.Tensor, net: str = "alex") -> t
                          f"{x.shape[-2]}x{x.shape[-1]}")
     x_hat, x = x_hat.expand(-1, 3, -1, -1), x.expand(-1, 3, -1, -1)
     return lpips_network(net, x.device)(2 * x_hat - 1, 2 * x - 1).flatten()
+
+
+@torch.no_grad()
+def lpips_distance(x_hat: torch.Tensor, x: torch.Tensor, net: str = "alex") -> torch.Tensor:
+    """LPIPS v0.1 per image. 1-channel images are replicated to 3 channels; [0, 1] is mapped
+    to the [-1, 1] LPIPS expects. Not differentiable (evaluation only)."""
+    x_hat, x = _check_pair(x_hat, x)
+    return _lpips(x_hat, x, net)
+
+
+def lpips_loss(x_hat: torch.Tensor, x: torch.Tensor, net: str = "vgg") -> torch.Tensor:
+    """Differentiable LPIPS per image for optimisation (CSGM/ILO losses; the network stays frozen).
+
+    VGG by default, as perceptual losses for inversion (ILO, PULSE) use it; no clamping, so
+    gradients reach inputs slightly outside [0, 1].
+    """
+    lpips_network(net, x.device).requires_grad_(False)
+    return _lpips(x_hat, x, net)
 
 
 def image_metrics(x_hat: torch.Tensor, x: torch.Tensor, lpips_net: str | None = "alex") -> dict[str, torch.Tensor]:

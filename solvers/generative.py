@@ -86,12 +86,12 @@ class GenerativeSolver:
     # -- the measurement objective -------------------------------------------------------------
     def _objective(self, x: torch.Tensor, operator: ForwardOperator, y: torch.Tensor):
         """(loss per row, measurement MSE per row)."""
-        pred = operator(x)
-        mse = (pred - y).flatten(1).pow(2).mean(1)
+        mse = operator.measurement_error(x, y)
         loss = self.mse_weight * mse * y[0].numel()
         if self.lpips_weight:
             from evaluation.metrics import lpips_loss
 
+            pred = operator(x)
             if pred.dim() != 4 or pred.shape[1] not in (1, 3):
                 raise UserInputError(f"an LPIPS loss needs image-shaped measurements; operator {operator.name} "
                                      f"gives {tuple(pred.shape[1:])}; set solver.loss.lpips=0")

@@ -1,0 +1,27 @@
+"""Hydra instantiation that lets a ``UserInputError`` through as itself (not wrapped by Hydra)."""
+from __future__ import annotations
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from common.errors import UserInputError
+
+
+def instantiate(config, **kwargs):
+    try:
+        return hydra_instantiate(config, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, UserInputError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
+def instantiate_named(node, **kwargs):
+    """Instantiate a config whose ``name`` key labels runs and reports rather than being an argument."""
+    config = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    config.pop("name", None)
+    return instantiate(config, **kwargs, _convert_="all")
