@@ -24,9 +24,13 @@ def train(cfg: DictConfig) -> Path:
 
     from lightning_modules.callbacks import ExportPrior
 
-    pl.seed_everything(cfg.seed, workers=True)
+    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
+        raise UserInputError(f"ckpt_path {cfg.ckpt_path} does not exist; pass an existing Lightning checkpoint or null")
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # fail on a missing or empty dataset before any run directory is filled
     module = instantiate(cfg.model.module)
     data_shape, model_shape = tuple(datamodule.image_shape), tuple(module.prior.image_shape)
     if data_shape != model_shape:
@@ -34,8 +38,6 @@ def train(cfg: DictConfig) -> Path:
             f"dataset images are {data_shape} (C, H, W) but model {cfg.model.name} generates {model_shape}; "
             f"set data.image_size/data.channels to match the model"
         )
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise UserInputError(f"ckpt_path {cfg.ckpt_path} does not exist; pass an existing Lightning checkpoint or null")
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True),

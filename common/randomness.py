@@ -83,7 +83,8 @@ def counter_normal(keys: torch.Tensor, counter: int, shape: Sequence[int], dtype
     """
     n = int(np.prod(shape)) if len(shape) else 1
     elem = torch.arange(2 * n, device=keys.device, dtype=torch.int64)
-    base = _mix(keys.to(torch.int64)[:, None] * -7046029254386353131 + int(counter) * 0x2545F491 + 1)
+    offset = (int(counter) * 0x2545F4914F6CDD1D + 1) & _MASK63  # Python int, kept inside int64
+    base = _mix(keys.to(torch.int64)[:, None] * -7046029254386353131 + offset)
     bits = _mix(base + elem[None, :] * -7046029254386353131)
     u = ((bits >> 11) & ((1 << 52) - 1)).to(torch.float64) / float(1 << 52)
     u1 = u[:, :n].clamp_min(1e-300)

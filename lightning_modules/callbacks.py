@@ -20,9 +20,10 @@ class ExportPrior(Callback):
         self.latest_path = Path(latest_path) if latest_path else None
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero:
+        payload = pl_module.export_prior()
+        if not trainer.is_global_zero or payload is None:  # None: the module trains no prior (e.g. an encoder)
             return
-        save_prior(pl_module.export_prior(), self.run_path)
+        save_prior(payload, self.run_path)
         if self.latest_path is not None and self.latest_path.resolve() != self.run_path.resolve():
             self.latest_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.latest_path.with_name(self.latest_path.name + ".tmp")

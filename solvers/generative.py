@@ -36,6 +36,23 @@ class _Position:
     noise: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+class _BestIterate:
+    """Per row, the image with the lowest measurement error seen so far (selection never uses ground truth)."""
+
+    def __init__(self):
+        self.x = self.err = None
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor, err: torch.Tensor) -> None:
+        err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
+        if self.x is None:
+            self.x, self.err = x.detach().clone(), err.clone()
+            return
+        better = err < self.err
+        self.x = torch.where(better.view(-1, *[1] * (x.dim() - 1)), x.detach(), self.x)
+        self.err = torch.minimum(err, self.err)
+
+
 class GenerativeSolver:
     """Run ``schedule`` (see :mod:`solvers.schedule`) for every image and restart, keep the lowest error.
 
@@ -45,7 +62,8 @@ class GenerativeSolver:
     before a latent step whenever that lowers the objective. ``loss`` weights the measurement
     terms: ``mse`` (squared error summed over measurement entries) and ``lpips`` (only for
     image-shaped measurements). ``select``: ``final`` keeps each run's last output, ``best``
-    the stage-end output with the lowest measurement error. ``skip``/``ball`` are the
+    the iterate with the lowest measurement error over all measurement-fitting steps (PRILO's
+    rule, its figure 7), including forward-stage outputs in the extended range. ``skip``/``ball`` are the
     ablation switches of PRILO table 3.
     """
 
@@ -151,7 +169,7 @@ class GenerativeSolver:
         return self.prior.from_layer(rep, 0)
 
     def _run_stage(self, index: int, stage: Stage, pos: _Position, operator: ForwardOperator, y: torch.Tensor,
-                   keys: torch.Tensor) -> list[float]:
+                   keys: torch.Tensor, best: _BestIterate | None) -> list[float]:
         variables, balls, const = self._variables(stage, pos)
         target = None
         if stage.kind == "backproject":
@@ -168,7 +186,10 @@ class GenerativeSolver:
                 loss = sum((rep[t] - target[t]).flatten(1).pow(2).sum(1) for t in target)
                 curve.append(float(loss.detach().nan_to_num(posinf=0).mean()))
             else:
-                loss, mse = self._objective(self._image(stage, variables, const), operator, y)
+                x = self._image(stage, variables, const)
+                loss, mse = self._objective(x, operator, y)
+                if best is not None:
+                    best.update(x, mse)
                 finite = mse.detach()[torch.isfinite(mse.detach())]
                 curve.append(float(finite.mean()) if finite.numel() else float("nan"))
             loss.sum().backward()
@@ -224,25 +245,15 @@ class GenerativeSolver:
         keys = sample_keys(seed, "gradient_noise", indices, runs, device=device)
         pos = _Position(z0=z0)
         history: dict[str, list[float]] = {}
-        best_x = best_err = None
+        best = _BestIterate() if self.select == "best" else None
         with torch.enable_grad():
             for i, stage in enumerate(tqdm(self.stages, desc=self.name, leave=False, disable=not self.progress)):
-                history[f"{i:02d}_{stage.label}"] = self._run_stage(i, stage, pos, operator, y_runs, keys)
-                if self.select == "best" or i == len(self.stages) - 1:
-                    best_x, best_err = self._keep_best(pos, operator, y_runs, best_x, best_err)
-        if best_x is None:  # empty schedule (e.g. the "only initialization" ablation)
-            best_x, best_err = self._keep_best(pos, operator, y_runs, None, None)
-        pick = select_best_restart(best_err, runs)
-        err = best_err[pick]
-        return SolveResult(x=best_x[pick].clamp(0, 1), measurement_error=err, failed=~torch.isfinite(err),
+                history[f"{i:02d}_{stage.label}"] = self._run_stage(i, stage, pos, operator, y_runs, keys, best)
+        with torch.no_grad():  # the last iterate (after its final update) is a candidate too
+            final = _BestIterate() if best is None else best
+            x_last = self._render(pos)
+            final.update(x_last, operator.measurement_error(x_last, y_runs))
+        pick = select_best_restart(final.err, runs)
+        err = final.err[pick]
+        return SolveResult(x=final.x[pick].clamp(0, 1), measurement_error=err, failed=~torch.isfinite(err),
                            latent=pos.z0[pick] if pos.rep is None else None, history=history)
-
-    @torch.no_grad()
-    def _keep_best(self, pos, operator, y, best_x, best_err):
-        x = self._render(pos)
-        err = operator.measurement_error(x, y)
-        err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
-        if best_x is None:
-            return x, err
-        better = err < best_err
-        return torch.where(better.view(-1, 1, 1, 1), x, best_x), torch.minimum(err, best_err)
