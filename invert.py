@@ -30,7 +30,7 @@ def build_solver(cfg: DictConfig, prior=None):
 
     kwargs = {"restarts": cfg.restarts}
     if getattr(get_class(cfg.solver._target_), "requires_prior", False):
-        kwargs.update(prior=prior, init=instantiate_named(cfg.init))
+        kwargs.update(prior=prior, init=instantiate_named(cfg.init), progress=bool(cfg.trainer.enable_progress_bar))
     return instantiate_named(cfg.solver, **kwargs)
 
 

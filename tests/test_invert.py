@@ -19,9 +19,9 @@ def prior_file(tmp_path_factory):
     return tiny_vae_prior(tmp_path_factory.mktemp("prior") / "vae.pt")
 
 
-def invert(out, prior, *extra, expect_ok=True):
+def invert(out, prior, *extra, expect_ok=True, logger="csv"):
     mii = [] if "init=random" in extra else ["init.num_candidates=200"]
-    proc = run_cli("invert.py", f"prior.checkpoint={prior}", f"hydra.run.dir={out}", "logger=csv",
+    proc = run_cli("invert.py", f"prior.checkpoint={prior}", f"hydra.run.dir={out}", f"logger={logger}",
                    "trainer.enable_progress_bar=false", *mii, *extra)
     if expect_ok:
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -35,7 +35,8 @@ def read_rows(path):
 
 def test_invert_writes_the_report_contract(tmp_path, prior_file):
     out = tmp_path / "run"
-    invert(out, prior_file, "num_images=5", "batch_size=2", "restarts=2", "seed=3", FAST_PRILO)
+    invert(out, prior_file, "num_images=5", "batch_size=2", "restarts=2", "seed=3", FAST_PRILO, logger="wandb")
+    assert list((out / "wandb").glob("offline-run-*/files"))  # the W&B dashboard run (offline)
     rows = read_rows(out / "metrics.csv")
     assert list(rows[0]) == COLUMNS
     assert [int(r["index"]) for r in rows] == [0, 1, 2, 3, 4]
