@@ -1,6 +1,7 @@
 """Saving and loading priors: our exported files, Lightning checkpoints, rosinality StyleGAN2 files."""
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def _read(path: Path) -> dict:
             f"(writes outputs/priors/<model>_<data>.pt) or pass prior.checkpoint=PATH"
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # rosinality's training checkpoints carry their argparse.Namespace under "args"
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure here means an unreadable file
         raise UserInputError(f"prior checkpoint {path} could not be read ({type(err).__name__}); "
                              f"the file is corrupt or not a torch checkpoint") from None
