@@ -104,6 +104,9 @@ def invert(cfg: DictConfig) -> dict | None:
                                  f"has {len(test_set)} images; lower num_images")
         dataset = Subset(test_set, range(num_images))
     solver = build_solver(cfg, prior)
+    check_init = getattr(getattr(solver, "init", None), "check", None)
+    if check_init is not None:  # e.g. an LI encoder trained for another prior or operator: refuse before any run
+        check_init(prior, operator)
     method = method_name(cfg, requires_prior)
 
     # a test-split subset's sample indices are its positions; a measurement file lists its own
