@@ -35,8 +35,8 @@ def read_parts(out_dir: Path) -> dict[int, dict]:
     for part in sorted((out_dir / PARTS_DIR).glob("*.pt")):
         record = torch.load(part, map_location="cpu", weights_only=True)
         for j, row in enumerate(record["rows"]):
-            done.setdefault(int(row["index"]), {"row": row, **{k: record[k][j] for k in ("x_hat", "y", "x") if
-                                                                 record.get(k) is not None}})
+            tensors = {k: record[k][j] for k in ("x_hat", "y", "x") if record.get(k) is not None}
+            done.setdefault(int(row["index"]), {"row": row, **tensors})  # DDP padding repeats an index
     return done
 
 

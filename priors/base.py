@@ -102,11 +102,3 @@ class LayeredPrior(nn.Module, abc.ABC):
         """Identity of the architecture, stored with checkpoints to refuse mismatches."""
         return {"class": type(self).__name__, "latent_shape": list(self.latent_shape),
                 "image_shape": list(self.image_shape), "num_layers": self.num_layers}
-
-
-def detach_rep(rep: Representation) -> Representation:
-    return {k: v.detach() for k, v in rep.items()}
-
-
-def clone_rep(rep: Representation) -> Representation:
-    return {k: v.detach().clone() for k, v in rep.items()}
