@@ -65,29 +65,34 @@ def sample_keys(seed: int, stream: str, indices: Sequence[int], restarts: int = 
     return torch.tensor(keys, dtype=torch.int64, device=device)
 
 
-def _mix(x: torch.Tensor) -> torch.Tensor:
-    # splitmix64 finaliser on int64 (wrapping multiply); logical shifts emulated by masking
-    x = x ^ ((x >> 30) & ((1 << 34) - 1))
-    x = x * -4658895280553007687  # 0xbf58476d1ce4e5b9 as signed int64
-    x = x ^ ((x >> 27) & ((1 << 37) - 1))
-    x = x * -7723592293110705685  # 0x94d049bb133111eb as signed int64
-    x = x ^ ((x >> 31) & ((1 << 33) - 1))
-    return x
+_GOLDEN = -7046029254386353131  # 0x9e3779b97f4a7c15 as signed int64
+# masks that turn int64's arithmetic right shifts into the logical shifts of splitmix64
+_M30, _M27, _M31 = (1 << 34) - 1, (1 << 37) - 1, (1 << 33) - 1
+
+
+def _mix_(x: torch.Tensor) -> torch.Tensor:
+    """splitmix64 finaliser on int64 (wrapping multiplies), in place."""
+    x.bitwise_xor_((x >> 30).bitwise_and_(_M30)).mul_(-4658895280553007687)  # 0xbf58476d1ce4e5b9
+    x.bitwise_xor_((x >> 27).bitwise_and_(_M27)).mul_(-7723592293110705685)  # 0x94d049bb133111eb
+    return x.bitwise_xor_((x >> 31).bitwise_and_(_M31))
 
 
 def counter_normal(keys: torch.Tensor, counter: int, shape: Sequence[int], dtype=torch.float32) -> torch.Tensor:
     """Standard normals ``(len(keys), *shape)`` that depend only on (key, counter, element).
 
     Row ``b`` is the same whatever other rows are in the batch, so per-step noise is
-    invariant to batching and sharding.
+    invariant to batching and sharding. One 64-bit hash per pair of outputs: its two 24-bit
+    halves are the uniforms of a Box-Muller pair (cos and sin), so |z| < 5.8.
     """
     n = int(np.prod(shape)) if len(shape) else 1
-    elem = torch.arange(2 * n, device=keys.device, dtype=torch.int64)
+    half = (n + 1) // 2
     offset = (int(counter) * 0x2545F4914F6CDD1D + 1) & _MASK63  # Python int, kept inside int64
-    base = _mix(keys.to(torch.int64)[:, None] * -7046029254386353131 + offset)
-    bits = _mix(base + elem[None, :] * -7046029254386353131)
-    u = ((bits >> 11) & ((1 << 52) - 1)).to(torch.float64) / float(1 << 52)
-    u1 = u[:, :n].clamp_min(1e-300)
-    u2 = u[:, n:]
-    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * torch.pi * u2)
-    return z.to(dtype).reshape(len(keys), *shape)
+    row = _mix_(keys.to(torch.int64)[:, None] * _GOLDEN + offset)
+    bits = _mix_(row + torch.arange(1, half + 1, device=keys.device, dtype=torch.int64) * _GOLDEN)
+    # top 24 bits (arithmetic shift: [-2^23, 2^23)) and low 24 bits, as floats in (0, 1] and [0, 2 pi)
+    radius = (bits >> 40).to(torch.float32).add_(2 ** 23 + 0.5).mul_(2.0 ** -24).log_().mul_(-2.0).sqrt_()
+    angle = bits.bitwise_and_((1 << 24) - 1).to(torch.float32).mul_(2 * np.pi / 2 ** 24)
+    out = torch.empty(len(keys), 2 * half, device=keys.device, dtype=torch.float32)
+    torch.mul(radius, torch.cos(angle), out=out[:, :half])
+    torch.mul(radius, angle.sin_(), out=out[:, half:])
+    return out[:, :n].to(dtype).reshape(len(keys), *shape)
