@@ -2,9 +2,12 @@
 
 1. Batched solving: PRILO with all images x restarts in one batch vs a loop solving one image
    at a time (same schedule, same per-image results). Images/s of both and their ratio.
-2. Overhead: seconds per PRILO step (forward stage at layer 2, with gradient noise, l1 projection
-   and best-iterate tracking) vs a bare loop doing only prior forward+backward, operator and
-   Adam step on the same batch. Ratio.
+2. Overhead: seconds per PRILO step (with gradient noise, l1 projection, best-iterate tracking and
+   error curves) vs a bare loop doing only prior forward+backward, operator and Adam step on the
+   same batch and the same variables, for each kind of measurement step of the VAE schedule:
+   latent steps (init and refine: z_0 through the whole decoder) and forward steps at layers 1
+   and 2 (layer 2 is the worst case: one linear layer left, so the fixed per-variable work weighs
+   most). Engine and bare timed back to back, repeated; the figure is the median of the paired ratios.
 
     python benchmarks/inversion_speed.py --images 256 --restarts 4
 
@@ -15,6 +18,7 @@ benchmarks/results/inversion_speed.json.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,38 +43,63 @@ def prilo_schedule(steps: int) -> list:
 
 def solver(prior, steps: int, restarts: int) -> GenerativeSolver:
     return GenerativeSolver(prior, prilo_schedule(steps), init=RandomInit(), restarts=restarts, select="best",
-                            gradient_noise={"eta": 0.02, "gamma": 0.55})
+                            gradient_noise=NOISE)
 
 
-def bare_step_seconds(prior, operator, y, z2, steps: int) -> float:
-    """Prior forward+backward, operator, Adam step: nothing else."""
-    var = z2.clone().requires_grad_(True)
+# (label, engine stage, representation the bare loop optimises, layer it renders from)
+STEP_KINDS = [("latent (init / refine)", {"kind": "init", "radius": 100}, 0),
+              ("forward, layer 1", {"kind": "forward", "layer": 1, "radius": 100}, 1),
+              ("forward, layer 2", {"kind": "forward", "layer": 2, "radius": 100}, 2)]
+NOISE = {"eta": 0.02, "gamma": 0.55}
+
+
+def bare_step_seconds(prior, operator, y, start, layer: int, steps: int) -> float:
+    """Prior forward+backward from ``layer``, operator, Adam step: nothing else."""
+    var = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([var], lr=0.05)
-    for k in range(steps + 5):
-        if k == 5:
-            start = time.perf_counter()
+    for k in range(steps + 2):
+        if k == 2:
+            t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = (operator(prior.from_layer({"state": var}, 2)) - y).pow(2).flatten(1).sum(1).sum()
+        rep = prior.initial_representation(var) if layer == 0 else {"state": var}
+        loss = (operator(prior.from_layer(rep, layer)) - y).pow(2).flatten(1).sum(1).sum()
         loss.backward()
         opt.step()
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - t0) / steps
 
 
-def engine_step_seconds(prior, operator, y, indices, restarts: int, steps: int) -> float:
-    warmup = [{"kind": "init", "steps": 1, "lr": 0.1},
-              {"kind": "forward", "layer": 2, "steps": 5, "lr": 0.05, "radius": 100}]
-    s = GenerativeSolver(prior, [*warmup, {"kind": "forward", "layer": 2, "steps": steps + 5, "lr": 0.05, "radius": 100}],
-                         restarts=restarts, select="best", gradient_noise={"eta": 0.02, "gamma": 0.55})
-    s.solve(operator, y, indices, seed=0)  # warm-up
-    start = time.perf_counter()
-    s.solve(operator, y, indices, seed=0)
-    total = time.perf_counter() - start
-    # subtract the two short stages, timed on their own
-    short = GenerativeSolver(prior, warmup, restarts=restarts, select="best",
-                             gradient_noise={"eta": 0.02, "gamma": 0.55})
-    start = time.perf_counter()
-    short.solve(operator, y, indices, seed=0)
-    return (total - (time.perf_counter() - start)) / (steps + 5)
+def engine_step_seconds(prior, operator, y, indices, restarts: int, stage: dict, steps: int) -> float:
+    """One PRILO stage of ``steps`` steps minus the same stage of 1 step, per step (gradient noise,
+    l1 projection, best-iterate tracking and error curves included)."""
+    def run(n):
+        schedule = [{**stage, "steps": n, "lr": 0.05}] if stage["kind"] == "init" else \
+            [{"kind": "init", "steps": 1, "lr": 0.1}, {**stage, "steps": n, "lr": 0.05}]
+        solver = GenerativeSolver(prior, schedule, restarts=restarts, select="best", gradient_noise=NOISE)
+        t0 = time.perf_counter()
+        solver.solve(operator, y, indices, seed=0)
+        return time.perf_counter() - t0
+    return (run(steps + 1) - run(1)) / steps
+
+
+def overhead(prior, operator, y, indices, restarts: int, steps: int, repeats: int) -> dict:
+    """Per step kind: engine and bare step times measured back to back ``repeats`` times; the ratio
+    is the median of the paired ratios (robust to the slow drift of a shared machine's speed)."""
+    yr = y.repeat_interleave(restarts, 0)
+    out = {}
+    for label, stage, layer in STEP_KINDS:
+        with torch.no_grad():
+            start = prior.to_layer(prior.sample_latent(len(yr)), layer)["state"]
+        bare, engine = [], []
+        for _ in range(repeats):
+            bare.append(bare_step_seconds(prior, operator, yr, start, layer, steps))
+            engine.append(engine_step_seconds(prior, operator, y, indices, restarts, stage, steps))
+        ratio = statistics.median(e / b for e, b in zip(engine, bare))
+        b, e = statistics.median(bare), statistics.median(engine)
+        out[label] = {"engine_ms": e * 1e3, "bare_ms": b * 1e3, "ratio": ratio,
+                      "ratios": [e / b for e, b in zip(engine, bare)]}
+        print(f"{label:24s} engine {e * 1e3:7.2f} ms  bare {b * 1e3:7.2f} ms  paired ratio {ratio:.3f} "
+              f"(range {min(out[label]['ratios']):.2f}-{max(out[label]['ratios']):.2f})")
+    return out
 
 
 def main(argv=None) -> dict:
@@ -80,7 +109,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--restarts", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20, help="steps per stage")
     parser.add_argument("--loop-images", type=int, default=16)
-    parser.add_argument("--overhead-steps", type=int, default=100)
+    parser.add_argument("--overhead-steps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=9, help="alternating repeats of the overhead timing")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -102,17 +132,13 @@ def main(argv=None) -> dict:
     print(f"one image at a time ({args.loop_images} images, {args.restarts} restarts each):   {looped:8.2f} images/s")
     print(f"speed-up: {batched / looped:.1f}x")
 
-    yr = y.repeat_interleave(args.restarts, 0)
-    with torch.no_grad():
-        z2 = prior.to_layer(prior.sample_latent(len(yr)), 2)["state"]
-    bare = bare_step_seconds(prior, operator, yr, z2, args.overhead_steps)
-    engine = engine_step_seconds(prior, operator, y, indices, args.restarts, args.overhead_steps)
-    print(f"seconds per step on a batch of {len(yr)}: engine {engine * 1e3:.2f} ms, bare loop {bare * 1e3:.2f} ms, "
-          f"ratio {engine / bare:.3f}")
+    print(f"seconds per step on a batch of {args.images * args.restarts} (medians of {args.repeats} paired runs):")
+    steps = overhead(prior, operator, y, indices, args.restarts, args.overhead_steps, args.repeats)
     return save_results("inversion_speed", {
         "prior": args.prior, "images": args.images, "restarts": args.restarts, "steps_per_stage": args.steps,
         "batched_images_per_s": batched, "looped_images_per_s": looped, "speedup": batched / looped,
-        "engine_step_ms": engine * 1e3, "bare_step_ms": bare * 1e3, "overhead_ratio": engine / bare})
+        "overhead_steps": args.overhead_steps, "overhead_repeats": args.repeats, "step_overhead": steps,
+        "worst_overhead_ratio": max(v["ratio"] for v in steps.values())})
 
 
 if __name__ == "__main__":

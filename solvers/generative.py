@@ -20,7 +20,7 @@ from operators.base import ForwardOperator
 from priors.base import LayeredPrior, Representation
 from solvers.base import SolveResult, select_best_restart
 from solvers.initialization import Initialization, RandomInit
-from solvers.projection import project_l1_ball
+from solvers.projection import L1Ball
 from solvers.schedule import LATENT_KINDS, Stage, parse_schedule
 
 NOISE_PREFIX = "noise."
@@ -44,13 +44,21 @@ class _BestIterate:
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, err: torch.Tensor) -> None:
-        err = torch.where(torch.isfinite(err), err, torch.full_like(err, float("inf")))
+        err = err.nan_to_num(nan=float("inf"), posinf=float("inf"), neginf=float("inf"))
         if self.x is None:
             self.x, self.err = x.detach().clone(), err.clone()
             return
         better = err < self.err
-        self.x = torch.where(better.view(-1, *[1] * (x.dim() - 1)), x.detach(), self.x)
+        torch.where(better.view(-1, *[1] * (x.dim() - 1)), x.detach(), self.x, out=self.x)
         self.err = torch.minimum(err, self.err)
+
+
+def _optimizer(kind: str, params: list, lr: float) -> torch.optim.Optimizer:
+    """Adam or SGD, with the fused (one-kernel) update where torch has it for the parameters' device."""
+    cls = torch.optim.Adam if kind == "adam" else torch.optim.SGD
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float16, torch.bfloat16, torch.float32,
+                                                                  torch.float64) for p in params)
+    return cls(params, lr=lr, fused=fused or None)
 
 
 class GenerativeSolver:
@@ -157,7 +165,7 @@ class GenerativeSolver:
             r = radii.get(k)
             if r is not None:
                 center = torch.zeros_like(variables[k]) if stage.center == "zero" else variables[k].detach().clone()
-                balls[k] = (center, r)
+                balls[k] = L1Ball(center, r)
         return variables, balls, rep
 
     def _image(self, stage: Stage, variables: dict, const: Representation) -> torch.Tensor:
@@ -175,8 +183,8 @@ class GenerativeSolver:
         if stage.kind == "backproject":
             target = {k: v.detach() for k, v in pos.rep.items() if k in ("state", "latent")}
         params = list(variables.values())
-        opt = torch.optim.Adam(params, lr=stage.lr) if self.optimizer == "adam" else torch.optim.SGD(params, lr=stage.lr)
-        curve = []
+        opt = _optimizer(self.optimizer, params, stage.lr)
+        curve = []  # per-step mean objective as 0-d tensors: no device sync inside the loop
         for k in range(stage.steps):
             if self.negation_check and stage.kind in LATENT_KINDS:
                 self._negate_where_better(stage, variables, const, operator, y, opt)
@@ -184,14 +192,14 @@ class GenerativeSolver:
             if target is not None:
                 rep = self.prior.to_layer(variables["z0"], stage.layer)
                 loss = sum((rep[t] - target[t]).flatten(1).pow(2).sum(1) for t in target)
-                curve.append(float(loss.detach().nan_to_num(posinf=0).mean()))
+                curve.append(loss.detach().nan_to_num(posinf=0).mean())
             else:
                 x = self._image(stage, variables, const)
                 loss, mse = self._objective(x, operator, y)
                 if best is not None:
                     best.update(x, mse)
-                finite = mse.detach()[torch.isfinite(mse.detach())]
-                curve.append(float(finite.mean()) if finite.numel() else float("nan"))
+                finite = torch.isfinite(mse.detach())
+                curve.append(torch.where(finite, mse.detach(), 0).sum() / finite.sum())  # nan if all failed
             loss.sum().backward()
             if self.noise_eta > 0:
                 sigma = (self.noise_eta / (1 + k) ** self.noise_gamma) ** 0.5
@@ -200,10 +208,10 @@ class GenerativeSolver:
                     v.grad.add_(counter_normal(keys, counter, v.shape[1:], dtype=v.dtype).to(v.device), alpha=sigma)
             opt.step()
             with torch.no_grad():
-                for name, (center, radius) in balls.items():
-                    variables[name].copy_(project_l1_ball(variables[name], center, radius))
+                for name, ball in balls.items():
+                    ball.project_(variables[name])
         self._update_position(stage, pos, variables, const)
-        return curve
+        return torch.stack(curve).tolist() if curve else []
 
     @torch.no_grad()
     def _negate_where_better(self, stage, variables, const, operator, y, opt) -> None:

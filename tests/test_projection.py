@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from solvers.projection import project_l1_ball
+from solvers.projection import L1Ball, project_l1_ball
 
 
 def brute_force_l1_projection(v, c, r, grid=None):
@@ -55,3 +55,25 @@ def test_projection_is_closest_point_among_random_feasible_points():
     cand = torch.randn(20000, 6, generator=g, dtype=torch.float64)
     cand = cand / cand.abs().sum(1, keepdim=True) * 1.5 * torch.rand(20000, 1, generator=g, dtype=torch.float64)
     assert ((cand - v) ** 2).sum(1).min() >= ((p - v) ** 2).sum() - 1e-12
+
+
+def test_warm_started_ball_is_exact_from_any_start_and_survives_nan_rows():
+    g = torch.Generator().manual_seed(2)
+    c = torch.randn(8, 30, generator=g, dtype=torch.float64)
+    ball = L1Ball(c, 5.0)
+    for start in (None, torch.full((8, 1), 100.0, dtype=torch.float64), torch.zeros(8, 1, dtype=torch.float64)):
+        ball.theta = start
+        v = c + torch.randn(8, 30, generator=g, dtype=torch.float64)
+        v[3] = c[3] + 0.01  # inside the ball
+        v[5, 7] = float("nan")  # a diverged row
+        expected = project_l1_ball(v, c, 5.0)
+        out = ball.project_(v)
+        assert out is v  # in place, for optimiser parameters
+        finite = torch.arange(8) != 5
+        assert torch.allclose(out[finite], expected[finite], atol=1e-12)
+        on_sphere = [0, 1, 2, 4, 6, 7]
+        assert torch.allclose((out[on_sphere] - c[on_sphere]).abs().sum(1), torch.full((6,), 5.0, dtype=torch.float64))
+        assert torch.equal(out[3], c[3] + 0.01)
+        for i in range(8):
+            if i != 5:
+                assert torch.allclose(out[i], brute_force_l1_projection(expected[i], c[i], 5.0), atol=1e-4)
