@@ -33,6 +33,27 @@ from priors.io import load_prior  # noqa: E402
 PAPER = {"dpr-random": (23.9871, 0.9005), "prilo-random": (42.7584, 0.9843), "prilo-mii": (43.9541, 0.9949)}
 
 
+def evaluate(method: str, prior, x: torch.Tensor, indices, data: str, restarts: int, overrides=()) -> dict:
+    """Solve ``x``'s Fourier magnitudes with ``method`` (solver-init, plus Hydra ``overrides``); metrics raw and
+    after the oracle alignment."""
+    solver_name, init_name = method.split("-")
+    cfg = compose_invert(f"solver={solver_name}", f"init={init_name}", f"data={data}", *overrides)
+    operator = instantiate(cfg.operator)
+    solver = instantiate_named(cfg.solver, prior=prior, init=instantiate_named(cfg.init), restarts=restarts)
+    start = time.perf_counter()
+    result = solver.solve(operator, operator(x), indices, seed=0)
+    seconds = (time.perf_counter() - start) / len(x)
+    p = psnr(result.x, x)
+    (pm, pc), (sm, sc) = mean_ci95(p.tolist()), mean_ci95(ssim(result.x, x).tolist())
+    aligned = align_to_reference(result.x, x)  # uses the ground truth: an oracle evaluation
+    pa = psnr(aligned, x)
+    (apm, apc), (asm, asc) = mean_ci95(pa.tolist()), mean_ci95(ssim(aligned, x).tolist())
+    return {"psnr_mean": pm, "psnr_ci95": pc, "ssim_mean": sm, "ssim_ci95": sc, "seconds_per_image": seconds,
+            "aligned_oracle_psnr_mean": apm, "aligned_oracle_psnr_ci95": apc,
+            "aligned_oracle_ssim_mean": asm, "aligned_oracle_ssim_ci95": asc,
+            "measurement_error_mean": float(result.measurement_error.mean()), "psnr_per_image": p.tolist(), "aligned_oracle_psnr_per_image": pa.tolist()}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prior", default="outputs/priors/vae_mnist_embedded.pt")
@@ -50,29 +71,17 @@ def main(argv=None) -> dict:
     print(f"{'method':14s} {'PSNR (dB)':>16s} {'SSIM':>16s} {'aligned PSNR/SSIM (oracle)':>28s} "
           f"{'paper PSNR/SSIM':>18s} {'s/image':>8s}")
     for method in args.methods:
-        solver_name, init_name = method.split("-")
-        cfg = compose_invert(f"solver={solver_name}", f"init={init_name}", f"data={args.data}")
-        operator = instantiate(cfg.operator)
-        solver = instantiate_named(cfg.solver, prior=prior, init=instantiate_named(cfg.init), restarts=args.restarts)
-        start = time.perf_counter()
-        result = solver.solve(operator, operator(x), indices, seed=0)
-        seconds = (time.perf_counter() - start) / len(x)
-        p, s = psnr(result.x, x).tolist(), ssim(result.x, x).tolist()
-        (pm, pc), (sm, sc) = mean_ci95(p), mean_ci95(s)
-        aligned = align_to_reference(result.x, x)  # uses the ground truth: an oracle evaluation
-        (apm, apc), (asm, asc) = mean_ci95(psnr(aligned, x).tolist()), mean_ci95(ssim(aligned, x).tolist())
+        row = evaluate(method, prior, x, indices, args.data, args.restarts)
         paper = PAPER.get(method, (float("nan"), float("nan")))
-        rows[method] = {"psnr_mean": pm, "psnr_ci95": pc, "ssim_mean": sm, "ssim_ci95": sc, "seconds_per_image": seconds,
-                        "aligned_oracle_psnr_mean": apm, "aligned_oracle_psnr_ci95": apc,
-                        "aligned_oracle_ssim_mean": asm, "aligned_oracle_ssim_ci95": asc,
-                        "measurement_error_mean": float(result.measurement_error.mean()),
-                        "paper_psnr": paper[0], "paper_ssim": paper[1]}
-        print(f"{method:14s} {pm:8.2f} ± {pc:5.2f} {sm:8.4f} ± {sc:5.4f} {apm:12.2f} ± {apc:4.2f} / {asm:.4f} "
-              f"{paper[0]:9.2f}/{paper[1]:.4f} {seconds:8.2f}", flush=True)
+        rows[method] = {**row, "paper_psnr": paper[0], "paper_ssim": paper[1]}
+        print(f"{method:14s} {row['psnr_mean']:8.2f} ± {row['psnr_ci95']:5.2f} {row['ssim_mean']:8.4f} ± "
+              f"{row['ssim_ci95']:5.4f} {row['aligned_oracle_psnr_mean']:12.2f} ± {row['aligned_oracle_psnr_ci95']:4.2f}"
+              f" / {row['aligned_oracle_ssim_mean']:.4f} {paper[0]:9.2f}/{paper[1]:.4f} {row['seconds_per_image']:8.2f}",
+              flush=True)
     name = "inversion_quality" if args.data == "mnist_embedded" else f"inversion_quality_{args.data}"
     save_results(name, {"prior": args.prior, "data": args.data, "images": args.images,
-                                       "restarts": args.restarts, "operator": "fourier_pr (not oversampled, ortho)",
-                                       "selection": "lowest measurement error per image", "results": rows})
+                        "restarts": args.restarts, "operator": "fourier_pr (not oversampled, ortho)",
+                        "selection": "lowest measurement error per image", "results": rows})
     return rows
 
 

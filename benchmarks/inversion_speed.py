@@ -30,10 +30,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import save_results, test_images  # noqa: E402
+from common.randomness import counter_normal, sample_keys  # noqa: E402
 from operators import FourierPhaseRetrieval  # noqa: E402
 from priors.io import load_prior  # noqa: E402
 from solvers.generative import GenerativeSolver  # noqa: E402
 from solvers.initialization import RandomInit  # noqa: E402
+from solvers.projection import L1Ball  # noqa: E402
 
 
 def prilo_schedule(steps: int) -> list:
@@ -102,6 +104,33 @@ def engine_step_seconds(prior, operator, y, indices, restarts: int, stage: dict,
     return (run(steps + 1) - run(1)) / steps
 
 
+def component_ms(rows: int, width: int, repeats: int = 50) -> dict:
+    """Milliseconds of PRILO's per-element work on a (rows, width) variable: batch-invariant gradient
+    noise vs plain torch.randn, and the warm-started projection vs the sort projection."""
+    keys = sample_keys(0, "gradient_noise", range(rows))
+    center = torch.randn(rows, width)
+    v = center + torch.randn(rows, width)
+    ball = L1Ball(center, 100.0)
+    ball.project_(v)
+    step = 0.05 * torch.randn(rows, width)  # one Adam-sized move, then back onto the ball
+
+    def warm_projection():
+        v.add_(step)
+        ball.project_(v)
+
+    def median_ms(fn):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1e3
+    return {"counter_normal": median_ms(lambda: counter_normal(keys, 7, (width,))),
+            "torch_randn": median_ms(lambda: torch.randn(rows, width)),
+            "l1ball_warm_projection": median_ms(warm_projection),
+            "sort_projection": median_ms(lambda: sort_projection(v, center, 100.0))}
+
+
 def overhead(prior, operator, y, indices, restarts: int, steps: int, repeats: int) -> dict:
     """Per step kind: engine and bare step times measured back to back ``repeats`` times; the ratio
     is the median of the paired ratios (robust to the slow drift of a shared machine's speed)."""
@@ -159,10 +188,12 @@ def main(argv=None) -> dict:
 
     print(f"seconds per step on a batch of {args.images * args.restarts} (medians of {args.repeats} paired runs):")
     steps = overhead(prior, operator, y, indices, args.restarts, args.overhead_steps, args.repeats)
+    parts = component_ms(args.images * args.restarts, prior.hidden_dim)
+    print("per-element PRILO work on the layer-2 variable (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
     return save_results("inversion_speed", {
         "prior": args.prior, "images": args.images, "restarts": args.restarts, "steps_per_stage": args.steps,
         "batched_images_per_s": batched, "looped_images_per_s": looped, "speedup": batched / looped,
-        "overhead_steps": args.overhead_steps, "overhead_repeats": args.repeats, "step_overhead": steps,
+        "overhead_steps": args.overhead_steps, "overhead_repeats": args.repeats, "step_overhead": steps, "components_ms": parts,
         "worst_overhead_ratio": max(v["ratio"] for v in steps.values())})
 
 

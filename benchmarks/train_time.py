@@ -38,7 +38,7 @@ def main(argv=None) -> dict:
         command = [sys.executable, "train.py", f"hydra.run.dir={run_dir}", f"export_path={tmp}/prior.pt",
                    *args.overrides]
         start = time.perf_counter()
-        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ})
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
             sys.exit(f"train.py failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
@@ -48,8 +48,7 @@ def main(argv=None) -> dict:
     print(f"python train.py {' '.join(args.overrides)}: {seconds:.1f} s wall on {os.cpu_count()} cores, "
           f"{epochs} epochs, prior exported: {exported}")
     return save_results("train_time", {"overrides": args.overrides, "seconds": seconds, "epochs": epochs,
-                                       "cpu_count": os.cpu_count(),
-                                       "prior_exported": exported, "torch_threads": torch.get_num_threads()})
+                                       "cpu_count": os.cpu_count(), "prior_exported": exported})
 
 
 if __name__ == "__main__":

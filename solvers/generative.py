@@ -56,8 +56,7 @@ class _BestIterate:
 def _optimizer(kind: str, params: list, lr: float) -> torch.optim.Optimizer:
     """Adam or SGD, with the fused (one-kernel) update where torch has it for the parameters' device."""
     cls = torch.optim.Adam if kind == "adam" else torch.optim.SGD
-    fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float16, torch.bfloat16, torch.float32,
-                                                                  torch.float64) for p in params)
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     return cls(params, lr=lr, fused=fused or None)
 
 

@@ -15,8 +15,9 @@ import torch
 
 def _threshold(u: torch.Tensor, r: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """Root theta of f per row of ``u = |d|`` (rows with ``sum u > r``), Newton from ``theta``."""
-    # counts as float sums of signs (much faster than summing a bool mask); exact below 2^24 entries
-    count_dtype = u.dtype if u.shape[1] < 2 ** 24 else torch.float64
+    # counts as float sums of signs (much faster than summing a bool mask); float32 counts exactly
+    # below 2^24 entries whatever u's dtype (half-precision variables included)
+    count_dtype = torch.float32 if u.shape[1] < 2 ** 24 else torch.float64
     count = torch.full_like(r, -1, dtype=count_dtype)
     first = True
     while True:
