@@ -23,6 +23,20 @@ def _positive_int(cfg: DictConfig, key: str) -> int:
     return value
 
 
+def set_fused_kernels(value) -> None:
+    """``fused_kernels``: true/false, or null for $GENPRIOR_FUSED (default on); through the environment,
+    so that processes spawned for DDP follow it too."""
+    import os
+
+    from common import fused
+
+    if value is None:
+        return
+    if not isinstance(value, bool):
+        raise UserInputError(f"fused_kernels must be true, false or null, got {value!r}")
+    os.environ[fused.ENV] = "1" if value else "0"
+
+
 def build_solver(cfg: DictConfig, prior=None):
     from hydra.utils import get_class
 
@@ -80,6 +94,7 @@ def invert(cfg: DictConfig) -> dict | None:
     from priors.io import load_prior
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    set_fused_kernels(cfg.get("fused_kernels"))
     num_images, batch_size = _positive_int(cfg, "num_images"), _positive_int(cfg, "batch_size")
     _positive_int(cfg, "restarts")
     operator = instantiate(cfg.operator)

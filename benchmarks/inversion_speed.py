@@ -9,7 +9,11 @@
    and 2 (layer 2 is the worst case: one linear layer left, so the fixed per-variable work weighs
    most). Engine and bare timed back to back, repeated; the figure is the median of the paired ratios.
    For reference also a hand-written PRILO step (bare + torch.randn gradient noise + the sort-based
-   projection), i.e. what the engine's extra work would cost written the obvious way.
+   projection), i.e. what the engine's extra work would cost written the obvious way. Measured with
+   the fused (torch.compile) projection kernels, the default, and with their eager twins
+   (``fused_kernels=false``, or a machine where compilation fails).
+3. Components: milliseconds of PRILO's per-element work on the layer-2 variable (gradient noise,
+   projection) in each implementation.
 
     python benchmarks/inversion_speed.py --images 256 --restarts 4
 
@@ -30,7 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import save_results, test_images  # noqa: E402
-from common.randomness import counter_normal, sample_keys  # noqa: E402
+from common import fused  # noqa: E402
+from common.randomness import TableNormal, counter_normal, sample_keys  # noqa: E402
 from operators import FourierPhaseRetrieval  # noqa: E402
 from priors.io import load_prior  # noqa: E402
 from solvers.generative import GenerativeSolver  # noqa: E402
@@ -106,29 +111,34 @@ def engine_step_seconds(prior, operator, y, indices, restarts: int, stage: dict,
 
 def component_ms(rows: int, width: int, repeats: int = 50) -> dict:
     """Milliseconds of PRILO's per-element work on a (rows, width) variable: batch-invariant gradient
-    noise vs plain torch.randn, and the warm-started projection vs the sort projection."""
+    noise (the engine's table windows, the per-element hash generator, plain torch.randn) and the
+    warm-started projection (fused and eager kernels) vs the sort projection."""
     keys = sample_keys(0, "gradient_noise", range(rows))
+    noise, grad = TableNormal(keys, (width,)), torch.zeros(rows, width)
     center = torch.randn(rows, width)
     v = center + torch.randn(rows, width)
-    ball = L1Ball(center, 100.0)
-    ball.project_(v)
     step = 0.05 * torch.randn(rows, width)  # one Adam-sized move, then back onto the ball
 
-    def warm_projection():
-        v.add_(step)
-        ball.project_(v)
-
     def median_ms(fn):
+        fn()
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)
         return statistics.median(times) * 1e3
-    return {"counter_normal": median_ms(lambda: counter_normal(keys, 7, (width,))),
-            "torch_randn": median_ms(lambda: torch.randn(rows, width)),
-            "l1ball_warm_projection": median_ms(warm_projection),
-            "sort_projection": median_ms(lambda: sort_projection(v, center, 100.0))}
+
+    out = {"table_normal_add": median_ms(lambda: noise.add_(grad, 7, 0.1)),
+           "counter_normal": median_ms(lambda: counter_normal(keys, 7, (width,))),
+           "torch_randn": median_ms(lambda: torch.randn(rows, width))}
+    for name, enabled in (("fused", True), ("eager", False)):
+        fused.set_enabled(enabled)
+        ball = L1Ball(center, 100.0)
+        ball.project_(v)
+        out[f"l1ball_warm_projection_{name}"] = median_ms(lambda: ball.project_(v.add_(step)))
+    fused.set_enabled(None)
+    out["sort_projection"] = median_ms(lambda: sort_projection(v, center, 100.0))
+    return out
 
 
 def overhead(prior, operator, y, indices, restarts: int, steps: int, repeats: int) -> dict:
@@ -186,15 +196,22 @@ def main(argv=None) -> dict:
     print(f"one image at a time ({args.loop_images} images, {args.restarts} restarts each):   {looped:8.2f} images/s")
     print(f"speed-up: {batched / looped:.1f}x")
 
-    print(f"seconds per step on a batch of {args.images * args.restarts} (medians of {args.repeats} paired runs):")
-    steps = overhead(prior, operator, y, indices, args.restarts, args.overhead_steps, args.repeats)
+    steps = {}
+    for name, enabled in (("fused", True), ("eager", False)):
+        fused.set_enabled(enabled)
+        print(f"seconds per step on a batch of {args.images * args.restarts} (medians of {args.repeats} paired runs), "
+              f"{name} kernels:")
+        steps[name] = overhead(prior, operator, y, indices, args.restarts, args.overhead_steps, args.repeats)
+    fused.set_enabled(None)
     parts = component_ms(args.images * args.restarts, prior.hidden_dim)
     print("per-element PRILO work on the layer-2 variable (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
     return save_results("inversion_speed", {
         "prior": args.prior, "images": args.images, "restarts": args.restarts, "steps_per_stage": args.steps,
         "batched_images_per_s": batched, "looped_images_per_s": looped, "speedup": batched / looped,
-        "overhead_steps": args.overhead_steps, "overhead_repeats": args.repeats, "step_overhead": steps, "components_ms": parts,
-        "worst_overhead_ratio": max(v["ratio"] for v in steps.values())})
+        "overhead_steps": args.overhead_steps, "overhead_repeats": args.repeats,
+        "step_overhead": steps["fused"], "step_overhead_eager_kernels": steps["eager"], "components_ms": parts,
+        "worst_overhead_ratio": max(v["ratio"] for v in steps["fused"].values()),
+        "worst_overhead_ratio_eager_kernels": max(v["ratio"] for v in steps["eager"].values())})
 
 
 if __name__ == "__main__":

@@ -7,11 +7,16 @@ dataset's stable sample index. Two tools:
 * :func:`sample_generators` / :func:`per_sample_normal`: one ``torch.Generator`` per
   sample, for draws made once per batch (initial latents, measurement noise).
 * :func:`counter_normal`: a stateless, vectorised hash-based normal generator keyed by
-  per-sample integers and a step counter, for draws made at every optimisation step
-  (gradient noise), where a Python loop over generators would dominate the step time.
+  per-sample integers and a step counter, where a Python loop over generators would
+  dominate.
+* :class:`TableNormal`: the same keying for draws made at every optimisation step
+  (gradient noise), as windows of one fixed table of normals drawn by
+  :func:`counter_normal`: a copy per step instead of a hash and Box-Muller per element.
 """
 from __future__ import annotations
 
+import functools
+import math
 import zlib
 from collections.abc import Sequence
 
@@ -86,8 +91,7 @@ def counter_normal(keys: torch.Tensor, counter: int, shape: Sequence[int], dtype
     """
     n = int(np.prod(shape)) if len(shape) else 1
     half = (n + 1) // 2
-    offset = (int(counter) * 0x2545F4914F6CDD1D + 1) & _MASK63  # Python int, kept inside int64
-    row = _mix_(keys.to(torch.int64)[:, None] * _GOLDEN + offset)
+    row = _mix_(keys.to(torch.int64)[:, None] * _GOLDEN + _counter_offset(counter))
     bits = _mix_(row + torch.arange(1, half + 1, device=keys.device, dtype=torch.int64) * _GOLDEN)
     # top 24 bits (arithmetic shift: [-2^23, 2^23)) and low 24 bits, as floats in (0, 1] and [0, 2 pi)
     radius = (bits >> 40).to(torch.float32).add_(2 ** 23 + 0.5).mul_(2.0 ** -24).log_().mul_(-2.0).sqrt_()
@@ -96,3 +100,55 @@ def counter_normal(keys: torch.Tensor, counter: int, shape: Sequence[int], dtype
     torch.mul(radius, torch.cos(angle), out=out[:, :half])
     torch.mul(radius, angle.sin_(), out=out[:, half:])
     return out[:, :n].to(dtype).reshape(len(keys), *shape)
+
+
+def _counter_offset(counter: int) -> int:
+    return (int(counter) * 0x2545F4914F6CDD1D + 1) & _MASK63  # Python int, kept inside int64
+
+
+@functools.lru_cache(maxsize=4)
+def _normal_table(size: int, device: torch.device) -> torch.Tensor:
+    """``size`` standard normals, the same on every machine and device (drawn on the CPU)."""
+    return counter_normal(torch.tensor([stream_id("normal_table")]), 0, (size,))[0].to(device)
+
+
+class TableNormal:
+    """Standard normals ``(len(keys), *shape)`` that depend only on (key, counter): for each key
+    and counter, a window of ``prod(shape)`` consecutive entries of one fixed table of standard
+    normals at a hashed offset (the shared noise table of Salimans et al., 2017, "Evolution
+    strategies as a scalable alternative to reinforcement learning").
+
+    The entries of one draw are distinct table entries: independent standard normals. Two
+    draws (another key or counter) share entries only when their offsets are closer than the
+    window, with probability about 2 · numel / table size (at most 1/8: the table has at least
+    ``16 · numel`` and ``MIN_SIZE`` entries), and then as shifted copies, not at the same
+    element. A row does not depend on the other rows of the batch (batch and device invariance).
+    Per draw this costs a copy, against a hash and a Box-Muller transform per element.
+    """
+
+    MIN_SIZE = 2 ** 20  # 4 MiB of float32
+
+    def __init__(self, keys: torch.Tensor, shape: Sequence[int]):
+        self.keys = keys.to(torch.int64)
+        self.shape = tuple(int(s) for s in shape)
+        self.numel = math.prod(self.shape)
+        size = max(self.MIN_SIZE, 1 << (16 * self.numel - 1).bit_length())
+        table = _normal_table(size, keys.device)
+        self._windows = table.as_strided((size - self.numel + 1, self.numel), (1, 1))
+        self._buffer = table.new_empty(len(keys), self.numel)
+
+    def offsets(self, counter: int) -> torch.Tensor:
+        """Start of each row's window in the table."""
+        start = _mix_(self.keys * _GOLDEN + _counter_offset(counter)).bitwise_and_(_MASK63)
+        return start.remainder_(len(self._windows))
+
+    def _draw(self, counter: int) -> torch.Tensor:
+        return torch.index_select(self._windows, 0, self.offsets(counter), out=self._buffer)
+
+    def sample(self, counter: int, dtype=torch.float32) -> torch.Tensor:
+        return self._draw(counter).to(dtype, copy=True).view(len(self.keys), *self.shape)
+
+    @torch.no_grad()
+    def add_(self, target: torch.Tensor, counter: int, alpha: float = 1.0) -> torch.Tensor:
+        """``target += alpha * sample(counter)``, in place (``target``: shape ``(len(keys), *shape)``)."""
+        return target.add_(self._draw(counter).view(target.shape), alpha=alpha)

@@ -4,7 +4,7 @@ All restarts of all images run in one batch (image-major: row = image * restarts
 Each row's variables are separate tensor rows, and Adam/SGD and the l1-ball projection act
 row-wise, so a row's trajectory does not depend on the other rows in the batch; a row that
 diverges (NaN) is reported as failed without touching the others. Per-step gradient noise
-(PRILO eq. 10) comes from :func:`common.randomness.counter_normal`, keyed per row.
+(PRILO eq. 10) comes from :class:`common.randomness.TableNormal`, keyed per row.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from common.errors import UserInputError
-from common.randomness import counter_normal, sample_keys
+from common.randomness import TableNormal, sample_keys
 from operators.base import ForwardOperator
 from priors.base import LayeredPrior, Representation
 from solvers.base import SolveResult, select_best_restart
@@ -37,20 +37,25 @@ class _Position:
 
 
 class _BestIterate:
-    """Per row, the image with the lowest measurement error seen so far (selection never uses ground truth)."""
+    """Per row, the image with the lowest measurement error seen so far (selection never uses ground truth).
+
+    :meth:`update` takes over the storage of the image it is given (no copy when every row
+    improved, the usual case), so the caller must not reuse that tensor, and must call it after
+    the backward pass that needed it.
+    """
 
     def __init__(self):
         self.x = self.err = None
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, err: torch.Tensor) -> None:
-        err = err.nan_to_num(nan=float("inf"), posinf=float("inf"), neginf=float("inf"))
-        if self.x is None:
-            self.x, self.err = x.detach().clone(), err.clone()
-            return
-        better = err < self.err
-        torch.where(better.view(-1, *[1] * (x.dim() - 1)), x.detach(), self.x, out=self.x)
-        self.err = torch.minimum(err, self.err)
+        x, err = x.detach(), err.nan_to_num(nan=float("inf"), posinf=float("inf"), neginf=float("inf"))
+        if self.x is not None:
+            kept = (err >= self.err).nonzero().squeeze(1)  # rows whose earlier image stays the best
+            if len(kept):
+                x.index_copy_(0, kept, self.x.index_select(0, kept))
+            err = torch.minimum(err, self.err)
+        self.x, self.err = x, err
 
 
 def _optimizer(kind: str, params: list, lr: float) -> torch.optim.Optimizer:
@@ -183,6 +188,7 @@ class GenerativeSolver:
             target = {k: v.detach() for k, v in pos.rep.items() if k in ("state", "latent")}
         params = list(variables.values())
         opt = _optimizer(self.optimizer, params, stage.lr)
+        noises = [TableNormal(keys, v.shape[1:]) for v in params] if self.noise_eta > 0 else []
         curve = []  # per-step mean objective as 0-d tensors: no device sync inside the loop
         for k in range(stage.steps):
             if self.negation_check and stage.kind in LATENT_KINDS:
@@ -195,16 +201,14 @@ class GenerativeSolver:
             else:
                 x = self._image(stage, variables, const)
                 loss, mse = self._objective(x, operator, y)
-                if best is not None:
-                    best.update(x, mse)
                 finite = torch.isfinite(mse.detach())
                 curve.append(torch.where(finite, mse.detach(), 0).sum() / finite.sum())  # nan if all failed
             loss.sum().backward()
-            if self.noise_eta > 0:
-                sigma = (self.noise_eta / (1 + k) ** self.noise_gamma) ** 0.5
-                for j, v in enumerate(params):
-                    counter = ((index * 64 + j) << 24) + k
-                    v.grad.add_(counter_normal(keys, counter, v.shape[1:], dtype=v.dtype).to(v.device), alpha=sigma)
+            if best is not None and target is None:
+                best.update(x, mse)
+            sigma = (self.noise_eta / (1 + k) ** self.noise_gamma) ** 0.5
+            for j, (v, noise) in enumerate(zip(params, noises)):
+                noise.add_(v.grad, ((index * 64 + j) << 24) + k, alpha=sigma)
             opt.step()
             with torch.no_grad():
                 for name, ball in balls.items():

@@ -12,63 +12,113 @@ from __future__ import annotations
 
 import torch
 
+from common.fused import fused
 
-def _threshold(u: torch.Tensor, r: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Root theta of f per row of ``u = |d|`` (rows with ``sum u > r``), Newton from ``theta``."""
-    # counts as float sums of signs (much faster than summing a bool mask); float32 counts exactly
-    # below 2^24 entries whatever u's dtype (half-precision variables included)
-    count_dtype = torch.float32 if u.shape[1] < 2 ** 24 else torch.float64
-    count = torch.full_like(r, -1, dtype=count_dtype)
-    first = True
+
+def _count_dtype(u: torch.Tensor) -> torch.dtype:
+    # counts as float sums, exact below 2^24 entries in float32 whatever u's dtype
+    return torch.float32 if u.shape[1] < 2 ** 24 else torch.float64
+
+
+def _newton_eager(u, theta, r, floor, cold, work):
+    kept = torch.sub(u, theta, out=work).clamp_min_(0)
+    excess = kept.sum(1, keepdim=True).sub_(r)
+    # a sum of signs is much faster than a sum of a bool mask here; NaN rows count 0 (stable)
+    count = kept.sign_().sum(1, keepdim=True, dtype=_count_dtype(u)).nan_to_num_(0)
+    step = torch.maximum(excess.div_(count.clamp_min(1).to(u.dtype)).add_(theta), floor)
+    return count, torch.where(count > 0, step, cold)
+
+
+@fused(eager=_newton_eager)
+def _newton(u, theta, r, floor, cold, work):
+    """One Newton round on f per row of ``u = |d|``: (number of active entries at theta, next theta
+    = max(theta + f(theta) / count, floor), or ``cold`` where nothing is active). ``work``: scratch
+    of u's shape (eager)."""
+    kept = (u - theta).clamp_min(0)
+    count = (kept > 0).sum(1, keepdim=True, dtype=_count_dtype(u))
+    step = torch.maximum(theta + (kept.sum(1, keepdim=True) - r) / count.clamp_min(1).to(u.dtype), floor)
+    return count, torch.where(count > 0, step, cold)
+
+
+def _shrink_eager(v: torch.Tensor, center: torch.Tensor, theta: torch.Tensor, work: torch.Tensor) -> None:
+    # min/max: faster than clamp with tensor bounds
+    clip = torch.sub(v, center, out=work)
+    v.sub_(torch.maximum(torch.minimum(clip, theta, out=clip), -theta, out=clip))
+
+
+@fused(eager=_shrink_eager)
+def _shrink_(v: torch.Tensor, center: torch.Tensor, theta: torch.Tensor, work: torch.Tensor) -> None:
+    """Soft-threshold ``d = v - center`` by theta per row, in place on (N, n) ``v``: v - clip(d, -theta, theta)."""
+    v.sub_(torch.maximum(torch.minimum(v - center, theta), -theta))
+
+
+def _threshold(u: torch.Tensor, r: torch.Tensor, theta: torch.Tensor, cold: torch.Tensor,
+               work: torch.Tensor) -> torch.Tensor:
+    """Root theta of f per row of ``u = |d|`` (rows with ``sum u > r``), Newton from ``theta``;
+    a start with no active entry (theta >= max u) goes to ``cold``, the full set's theta, left of
+    the root."""
+    count, floor = None, torch.full_like(theta, -torch.inf)
     while True:
-        kept = (u - theta).clamp_min_(0)
-        excess = kept.sum(1, keepdim=True) - r
-        new_count = kept.sign_().sum(1, keepdim=True, dtype=count_dtype).nan_to_num_(0)  # NaN rows: 0, stable
-        if torch.equal(new_count, count):
+        new_count, step = _newton(u, theta, r, floor, cold, work)
+        if count is not None and torch.equal(new_count, count):  # the active set is final
             return theta
-        step = theta + excess / new_count.clamp_min(1).to(u.dtype)
-        # after the first step theta only rises: max() keeps rounding from undoing that (finite rounds)
-        theta = step if first else torch.maximum(theta, step)
-        first, count = False, new_count
+        # after the first step theta only rises: the floor keeps rounding from undoing that (finite
+        # rounds); a row whose rounding leaves nothing active stays where it is and stops
+        theta = floor = cold = step
+        count = new_count
 
 
-def _project(v: torch.Tensor, center: torch.Tensor, radius, inplace: bool, theta: torch.Tensor | None):
-    """(projection of v, theta per row); see :func:`project_l1_ball`."""
-    shape = v.shape
-    d = (v - center).reshape(shape[0], -1)
-    r = torch.as_tensor(radius, dtype=d.dtype, device=d.device).expand(shape[0]).unsqueeze(1)
-    u = d.abs()
-    total = u.sum(1, keepdim=True)
-    outside = total > r
+def _project_(v: torch.Tensor, center: torch.Tensor, r: torch.Tensor, theta: torch.Tensor | None,
+              buffers: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Project v in place; returns theta per row. ``r``: radii (N, 1); ``buffers``: two contiguous
+    (N, n) scratch tensors."""
+    rows = v.shape[0]
+    u, work = buffers
+    flat_v, flat_c = v.view(rows, -1), center.reshape(rows, -1)
+    total = torch.sub(flat_v, flat_c, out=u).abs_().sum(1, keepdim=True)
+    outside = total > r  # False for rows inside and NaN rows: those are left alone (theta 0)
     if not bool(outside.any()):
-        return v, torch.zeros_like(r)
+        return torch.zeros_like(r)
     cold = ((total - r) / u.shape[1]).clamp_min(0)  # the full set's theta: left of the root
-    # a warm start at or above max |d_i| has no active entry and no Newton step: start cold there
-    theta = cold if theta is None else torch.where(theta < u.amax(1, keepdim=True), theta, cold)
-    theta = torch.where(outside, _threshold(u, r, theta), 0)  # rows inside (or NaN) are left alone
-    # soft-thresholding d by theta, written as v - clip(d, -theta, theta) (min/max: faster than clamp
-    # with tensor bounds)
-    clip = torch.maximum(torch.minimum(d, theta), -theta).reshape(shape)
-    return (v.sub_(clip) if inplace else v - clip), theta
+    theta = torch.where(outside, _threshold(u, r, cold if theta is None else theta, cold, work), 0)
+    _shrink_(flat_v, flat_c, theta, work)
+    return theta
 
 
+def _radii(radius: float | torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(radius, dtype=center.dtype, device=center.device).expand(center.shape[0]).unsqueeze(1)
+
+
+def _buffers(center: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple(center.new_empty(center.shape[0], center[0].numel()) for _ in range(2))
+
+
+@torch.no_grad()
 def project_l1_ball(v: torch.Tensor, center: torch.Tensor, radius: float | torch.Tensor) -> torch.Tensor:
-    """Project each row of ``v`` onto ``{x : ||x - center||_1 <= radius}``.
+    """Project each row of ``v`` onto ``{x : ||x - center||_1 <= radius}`` (a new tensor, no gradient).
 
     ``v`` and ``center`` have shape (N, ...); every sample is one vector. ``radius`` is a
     float or a tensor of shape (N,). Rows already inside the ball are returned unchanged.
     """
-    return _project(v, center, radius, inplace=False, theta=None)[0]
+    out = v.clone(memory_format=torch.contiguous_format)
+    _project_(out, center, _radii(radius, center), None, _buffers(center))
+    return out
 
 
 class L1Ball:
     """``{x : ||x - center||_1 <= radius}`` per row, for projected gradient descent: :meth:`project_`
-    works in place and starts from the previous call's theta (exact from any start, faster from there)."""
+    works in place, in scratch memory kept between calls, and starts from the previous call's
+    theta (exact from any start, faster from there)."""
 
     def __init__(self, center: torch.Tensor, radius: float | torch.Tensor):
         self.center, self.radius, self.theta = center, radius, None
+        self._r, self._buffers = _radii(radius, center), None
 
     @torch.no_grad()
     def project_(self, v: torch.Tensor) -> torch.Tensor:
-        v, self.theta = _project(v, self.center, self.radius, inplace=True, theta=self.theta)
+        if self._buffers is None:
+            self._buffers = _buffers(self.center)
+        if not v.is_contiguous():
+            return v.copy_(self.project_(v.contiguous()))
+        self.theta = _project_(v, self.center, self._r, self.theta, self._buffers)
         return v

@@ -77,3 +77,16 @@ def test_warm_started_ball_is_exact_from_any_start_and_survives_nan_rows():
         for i in range(8):
             if i != 5:
                 assert torch.allclose(out[i], brute_force_l1_projection(expected[i], c[i], 5.0), atol=1e-4)
+
+
+def test_vanishing_radius_in_float32_lands_on_the_center():
+    """Radius far below float32 resolution: the threshold rounds up to max |d_i|, nothing stays active,
+    and the iteration still stops (at the center, up to rounding)."""
+    g = torch.Generator().manual_seed(3)
+    c = torch.randn(16, 40, generator=g)
+    ball = L1Ball(c, 1e-12)
+    for _ in range(3):
+        v = c + 0.1 * torch.randn(16, 40, generator=g)
+        out = ball.project_(v)
+        assert torch.allclose(out, c, atol=1e-6)
+        assert torch.allclose(project_l1_ball(v.clone(), c, 1e-12), c, atol=1e-6)
