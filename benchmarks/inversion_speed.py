@@ -74,12 +74,14 @@ def sort_projection(v: torch.Tensor, center: torch.Tensor, radius: float) -> tor
     return center + d.sign() * (u - theta).clamp_min(0)
 
 
-def bare_step_seconds(prior, operator, y, start, layer: int, steps: int, prilo_math: bool = False) -> float:
+def bare_step_seconds(prior, operator, y, start, layer: int, steps: int, prilo_math: bool = False,
+                      fused_adam: bool = False) -> float:
     """Prior forward+backward from ``layer``, operator, Adam step: nothing else. ``prilo_math`` adds
     PRILO's own work written by hand: torch.randn gradient noise (not batch-invariant) and the sort
-    projection onto the l1 ball of radius 100 around the start."""
+    projection onto the l1 ball of radius 100 around the start. ``fused_adam``: torch's one-kernel
+    Adam (the engine's) instead of its default."""
     var = start.clone().requires_grad_(True)
-    opt = torch.optim.Adam([var], lr=0.05)
+    opt = torch.optim.Adam([var], lr=0.05, fused=fused_adam or None)
     for k in range(steps + 2):
         if k == 2:
             t0 = time.perf_counter()
@@ -143,26 +145,31 @@ def component_ms(rows: int, width: int, repeats: int = 50) -> dict:
 
 def overhead(prior, operator, y, indices, restarts: int, steps: int, repeats: int) -> dict:
     """Per step kind: engine and bare step times measured back to back ``repeats`` times; the ratio
-    is the median of the paired ratios (robust to the slow drift of a shared machine's speed)."""
+    is the median of the paired ratios (robust to the slow drift of a shared machine's speed). Also
+    against a bare loop with the engine's fused Adam, so that Adam's implementation does not hide
+    engine overhead."""
     yr = y.repeat_interleave(restarts, 0)
     out = {}
     for label, stage, layer in STEP_KINDS:
         with torch.no_grad():
             start = prior.to_layer(prior.sample_latent(len(yr)), layer)["state"]
-        bare, handwritten, engine = [], [], []
+        bare, bare_fused, handwritten, engine = [], [], [], []
         for _ in range(repeats):
             bare.append(bare_step_seconds(prior, operator, yr, start, layer, steps))
+            bare_fused.append(bare_step_seconds(prior, operator, yr, start, layer, steps, fused_adam=True))
             handwritten.append(bare_step_seconds(prior, operator, yr, start, layer, steps, prilo_math=True))
             engine.append(engine_step_seconds(prior, operator, y, indices, restarts, stage, steps))
         ratios = [e / b for e, b in zip(engine, bare)]
         ratio = statistics.median(ratios)
+        vs_fused = statistics.median(e / b for e, b in zip(engine, bare_fused))
         vs_hand = statistics.median(e / h for e, h in zip(engine, handwritten))
-        b, h, e = (statistics.median(t) for t in (bare, handwritten, engine))
+        b, bf, h, e = (statistics.median(t) for t in (bare, bare_fused, handwritten, engine))
         out[label] = {"engine_ms": e * 1e3, "bare_ms": b * 1e3, "ratio": ratio, "ratios": ratios,
+                      "bare_fused_adam_ms": bf * 1e3, "ratio_vs_bare_fused_adam": vs_fused,
                       "handwritten_prilo_ms": h * 1e3, "ratio_vs_handwritten": vs_hand}
         print(f"{label:24s} engine {e * 1e3:7.2f} ms  bare {b * 1e3:7.2f} ms  paired ratio {ratio:.3f} "
-              f"(range {min(ratios):.2f}-{max(ratios):.2f})  hand-written PRILO step {h * 1e3:7.2f} ms "
-              f"(engine / hand-written {vs_hand:.3f})")
+              f"(range {min(ratios):.2f}-{max(ratios):.2f}; vs bare with fused Adam {vs_fused:.3f})  "
+              f"hand-written PRILO step {h * 1e3:7.2f} ms (engine / hand-written {vs_hand:.3f})")
     return out
 
 

@@ -26,18 +26,21 @@ def _newton_eager(u, theta, r, floor, cold, work):
     # a sum of signs is much faster than a sum of a bool mask here; NaN rows count 0 (stable)
     count = kept.sign_().sum(1, keepdim=True, dtype=_count_dtype(u)).nan_to_num_(0)
     step = torch.maximum(excess.div_(count.clamp_min(1).to(u.dtype)).add_(theta), floor)
-    return count, torch.where(count > 0, step, cold)
+    return count, torch.where(count > 0, step, cold), torch.zeros_like(count, dtype=torch.bool)
 
 
 @fused(eager=_newton_eager)
 def _newton(u, theta, r, floor, cold, work):
-    """One Newton round on f per row of ``u = |d|``: (number of active entries at theta, next theta
-    = max(theta + f(theta) / count, floor), or ``cold`` where nothing is active). ``work``: scratch
-    of u's shape (eager)."""
+    """One Newton round on f per row of ``u = |d|``: (number of active entries at theta; next theta
+    = max(theta + f(theta) / count, floor), or ``cold`` where nothing is active; whether that next
+    theta is certainly the root). The certificate: a step up that is shorter than the smallest
+    active ``u_i - theta`` keeps the active set, so it solves f = 0 exactly. The eager twin does
+    not compute it (all False: one more round instead). ``work``: scratch of u's shape (eager)."""
     kept = (u - theta).clamp_min(0)
     count = (kept > 0).sum(1, keepdim=True, dtype=_count_dtype(u))
     step = torch.maximum(theta + (kept.sum(1, keepdim=True) - r) / count.clamp_min(1).to(u.dtype), floor)
-    return count, torch.where(count > 0, step, cold)
+    margin = torch.where(kept > 0, kept, torch.inf).amin(1, keepdim=True)
+    return count, torch.where(count > 0, step, cold), (count > 0) & (step >= theta) & (step - theta < margin)
 
 
 def _shrink_eager(v: torch.Tensor, center: torch.Tensor, theta: torch.Tensor, work: torch.Tensor) -> None:
@@ -59,9 +62,11 @@ def _threshold(u: torch.Tensor, r: torch.Tensor, theta: torch.Tensor, cold: torc
     the root."""
     count, floor = None, torch.full_like(theta, -torch.inf)
     while True:
-        new_count, step = _newton(u, theta, r, floor, cold, work)
-        if count is not None and torch.equal(new_count, count):  # the active set is final
-            return theta
+        new_count, step, certified = _newton(u, theta, r, floor, cold, work)
+        # a row whose active set did not change sits on its root (Michelot's stop); a certified step lands on it
+        stable = torch.zeros_like(certified) if count is None else new_count == count
+        if bool((stable | certified).all()):
+            return torch.where(stable, theta, step)
         # after the first step theta only rises: the floor keeps rounding from undoing that (finite
         # rounds); a row whose rounding leaves nothing active stays where it is and stops
         theta = floor = cold = step
