@@ -7,11 +7,14 @@ the CPU, Triton on GPUs) fuses each kernel into one pass. A :class:`FusedKernel`
 function to compile with an eager twin that computes the same values (to rounding) with
 in-place operations and scratch buffers, the fastest eager form.
 
-Compilation happens on a kernel's first call, once per dtype and device (shapes are dynamic;
-PyTorch caches the generated code on disk). If it fails (no C++ compiler, an unsupported
-platform) one warning says so and every kernel runs its eager twin from then on. Switch:
-:func:`set_enabled`, ``invert.py fused_kernels=false``, or the environment variable
-``GENPRIOR_FUSED=0``; the tests run eager by default and check the two against each other.
+A call whose first tensor has fewer than :data:`MIN_NUMEL` elements runs the eager twin: there
+the compiled kernel's fixed cost per call (guards, launch) eats most of what its fewer passes
+save, and the savings would not repay the compilation (a few seconds per process). Compilation happens on a kernel's first large call, once per
+dtype and device (shapes are dynamic; PyTorch caches the generated code on disk). If it fails
+(no C++ compiler, an unsupported platform) one warning says so and every kernel runs its eager
+twin from then on. Switch: :func:`set_enabled`, ``invert.py fused_kernels=false``, or the
+environment variable ``GENPRIOR_FUSED=0``; the tests run eager by default and check the two
+against each other.
 """
 from __future__ import annotations
 
@@ -23,6 +26,10 @@ from collections.abc import Callable
 import torch
 
 ENV = "GENPRIOR_FUSED"
+#: smallest first argument (elements) that runs compiled. On 2 CPU cores a compiled projection round
+#: is faster from ~2^15 elements, the soft-threshold from ~2^17, but at 2^18 (PRILO's default 512 rows
+#: of 500) a whole run gains no more than the compilation costs; at 2^19 a step saves ~0.5 ms
+MIN_NUMEL = 2 ** 19
 _enabled: bool | None = None  # None: from the environment (default on)
 _broken: str | None = None  # why compilation failed, once it has
 
@@ -42,7 +49,8 @@ def enabled() -> bool:
 
 
 class FusedKernel:
-    """``fn`` compiled with dynamic shapes where :func:`enabled`, else ``eager`` (same signature)."""
+    """``fn`` compiled with dynamic shapes where :func:`enabled` and the first argument has at least
+    :data:`MIN_NUMEL` elements, else ``eager`` (same signature)."""
 
     def __init__(self, fn: Callable, eager: Callable):
         self.fn, self.eager = fn, eager
@@ -50,7 +58,7 @@ class FusedKernel:
         self._compiled = None
 
     def __call__(self, *args):
-        if enabled():
+        if args[0].numel() >= MIN_NUMEL and enabled():
             try:
                 if self._compiled is None:
                     # Inductor's C++ build announces "No CUDA runtime is found" on CPU-only machines

@@ -14,9 +14,10 @@ from solvers.projection import L1Ball, project_l1_ball
 
 
 @pytest.fixture
-def kernels():
-    """Run the body with fused kernels on, restoring the switch (and any failure state) afterwards."""
+def kernels(monkeypatch):
+    """Run the body with fused kernels on at every size, restoring the switch (and any failure state) afterwards."""
     broken = fused._broken
+    monkeypatch.setattr(fused, "MIN_NUMEL", 0)
     fused.set_enabled(True)
     yield
     fused.set_enabled(None)
@@ -99,6 +100,15 @@ def test_failed_compilation_falls_back_to_eager_with_one_warning(kernels, monkey
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning: every kernel now runs eagerly
         assert torch.equal(other(torch.ones(2)), torch.full((2,), 3.0))
+
+
+def test_small_calls_run_eagerly_without_compiling(kernels, monkeypatch):
+    monkeypatch.setattr(fused, "MIN_NUMEL", 100)
+    kernel = fused.FusedKernel(lambda x: x * 2, eager=lambda x: x + 1)
+    assert torch.equal(kernel(torch.ones(99)), torch.full((99,), 2.0))  # eager twin
+    assert kernel._compiled is None
+    assert torch.equal(kernel(torch.ones(100)), torch.full((100,), 2.0))  # compiled fn
+    assert kernel._compiled is not None
 
 
 def test_switch_follows_the_environment(monkeypatch):

@@ -90,3 +90,30 @@ def test_vanishing_radius_in_float32_lands_on_the_center():
         out = ball.project_(v)
         assert torch.allclose(out, c, atol=1e-6)
         assert torch.allclose(project_l1_ball(v.clone(), c, 1e-12), c, atol=1e-6)
+
+
+@pytest.mark.parametrize("fused_kernels", [False, True])
+def test_last_few_rows_iterate_alone_with_the_same_result(fused_kernels, monkeypatch):
+    """Most rows start on their root and stop at once; the few that start far off go on as a
+    compacted batch, and every row ends where a cold start ends."""
+    from common import fused
+
+    monkeypatch.setattr(fused, "MIN_NUMEL", 0)  # compiled kernels even at this size
+
+    g = torch.Generator().manual_seed(4)
+    c = torch.randn(64, 30, generator=g, dtype=torch.float64)
+    v = c + torch.randn(64, 30, generator=g, dtype=torch.float64)
+    expected = project_l1_ball(v, c, 5.0)
+    ball = L1Ball(c, 5.0)
+    ball.project_(v.clone())
+    start = ball.theta.clone()
+    start[[5, 17, 40]] = 0.0  # far left of the root: several rounds
+    fused.set_enabled(fused_kernels)
+    try:
+        ball.theta = start
+        out = ball.project_(v.clone())
+    finally:
+        fused.set_enabled(None)
+    assert torch.allclose(out, expected, atol=1e-12)
+    for i in (5, 17, 40):
+        assert torch.allclose(out[i], brute_force_l1_projection(v[i], c[i], 5.0), atol=1e-4)
