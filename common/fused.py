@@ -27,9 +27,9 @@ import torch
 
 ENV = "GENPRIOR_FUSED"
 #: smallest first argument (elements) that runs compiled. On 2 CPU cores a compiled projection round
-#: is faster from ~2^15 elements, the soft-threshold from ~2^17, but at 2^18 (PRILO's default 512 rows
-#: of 500) a whole run gains no more than the compilation costs; at 2^19 a step saves ~0.5 ms
-MIN_NUMEL = 2 ** 19
+#: is faster from ~2^15 elements, the soft-threshold from ~2^17, but a whole PRILO run at its default
+#: 512 rows of 500 (256,000) gains no more than the compilation costs; at 1,024 rows a step saves ~0.5 ms
+MIN_NUMEL = 2 ** 18
 _enabled: bool | None = None  # None: from the environment (default on)
 _broken: str | None = None  # why compilation failed, once it has
 

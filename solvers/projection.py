@@ -59,28 +59,18 @@ def _threshold(u: torch.Tensor, r: torch.Tensor, theta: torch.Tensor, cold: torc
                work: torch.Tensor) -> torch.Tensor:
     """Root theta of f per row of ``u = |d|`` (rows with ``sum u > r``), Newton from ``theta``;
     a start with no active entry (theta >= max u) goes to ``cold``, the full set's theta, left of
-    the root. ``work``: scratch with u's rows at least."""
+    the root."""
     count, floor = None, torch.full_like(theta, -torch.inf)
-    root, rows = None, None  # the answers, and where in them the rows still iterating go (None: in order)
     while True:
-        new_count, step, certified = _newton(u, theta, r, floor, cold, work[:len(u)])
+        new_count, step, certified = _newton(u, theta, r, floor, cold, work)
         # a row whose active set did not change sits on its root (Michelot's stop); a certified step lands on it
         stable = torch.zeros_like(certified) if count is None else new_count == count
-        answer, going = torch.where(stable, theta, step), ~(stable | certified)
-        left = int(going.sum())
-        if rows is not None or left == 0 or 8 * left <= len(u):
-            root = answer if root is None else root.index_copy_(0, rows, answer)
-        if left == 0:
-            return root
+        if bool((stable | certified).all()):
+            return torch.where(stable, theta, step)
         # after the first step theta only rises: the floor keeps rounding from undoing that (finite
         # rounds); a row whose rounding leaves nothing active stays where it is and stops
         theta = floor = cold = step
         count = new_count
-        if 8 * left <= len(u):  # the last few rows go on alone (full rounds for them would cost as much as the first)
-            keep = going.squeeze(1).nonzero().squeeze(1)
-            rows = keep if rows is None else rows.index_select(0, keep)
-            u, r, theta, count = (t.index_select(0, keep) for t in (u, r, theta, count))
-            floor = cold = theta
 
 
 def _project_(v: torch.Tensor, center: torch.Tensor, r: torch.Tensor, theta: torch.Tensor | None,

@@ -93,9 +93,9 @@ def test_vanishing_radius_in_float32_lands_on_the_center():
 
 
 @pytest.mark.parametrize("fused_kernels", [False, True])
-def test_last_few_rows_iterate_alone_with_the_same_result(fused_kernels, monkeypatch):
-    """Most rows start on their root and stop at once; the few that start far off go on as a
-    compacted batch, and every row ends where a cold start ends."""
+def test_rows_starting_on_or_far_from_their_root_end_where_a_cold_start_ends(fused_kernels, monkeypatch):
+    """Most rows start on their root and stop at once (certified by the fused round); a few start
+    far off and need several rounds; every row ends where a cold start ends."""
     from common import fused
 
     monkeypatch.setattr(fused, "MIN_NUMEL", 0)  # compiled kernels even at this size
