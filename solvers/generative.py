@@ -58,6 +58,12 @@ class _BestIterate:
         self.x, self.err = x, err
 
 
+def _mean_over_finite_rows(values: torch.Tensor) -> torch.Tensor:
+    """(steps, rows) → per step, the mean over the rows that have not failed (NaN if all have)."""
+    finite = torch.isfinite(values)
+    return torch.where(finite, values, 0).sum(1) / finite.sum(1)
+
+
 def _optimizer(kind: str, params: list, lr: float) -> torch.optim.Optimizer:
     """Adam or SGD, with the fused (one-kernel) update where torch has it for the parameters' device."""
     cls = torch.optim.Adam if kind == "adam" else torch.optim.SGD
@@ -189,7 +195,7 @@ class GenerativeSolver:
         params = list(variables.values())
         opt = _optimizer(self.optimizer, params, stage.lr)
         noises = [TableNormal(keys, v.shape[1:]) for v in params] if self.noise_eta > 0 else []
-        curve = []  # per-step mean objective as 0-d tensors: no device sync inside the loop
+        per_row = []  # per step, each row's objective (detached): the curve is reduced after the loop
         for k in range(stage.steps):
             if self.negation_check and stage.kind in LATENT_KINDS:
                 self._negate_where_better(stage, variables, const, operator, y, opt)
@@ -197,12 +203,11 @@ class GenerativeSolver:
             if target is not None:
                 rep = self.prior.to_layer(variables["z0"], stage.layer)
                 loss = sum((rep[t] - target[t]).flatten(1).pow(2).sum(1) for t in target)
-                curve.append(loss.detach().nan_to_num(posinf=0).mean())
+                per_row.append(loss.detach())
             else:
                 x = self._image(stage, variables, const)
                 loss, mse = self._objective(x, operator, y)
-                finite = torch.isfinite(mse.detach())
-                curve.append(torch.where(finite, mse.detach(), 0).sum() / finite.sum())  # nan if all failed
+                per_row.append(mse.detach())
             loss.sum().backward()
             if best is not None and target is None:
                 best.update(x, mse)
@@ -214,7 +219,7 @@ class GenerativeSolver:
                 for name, ball in balls.items():
                     ball.project_(variables[name])
         self._update_position(stage, pos, variables, const)
-        return torch.stack(curve).tolist() if curve else []
+        return _mean_over_finite_rows(torch.stack(per_row)).tolist() if per_row else []
 
     @torch.no_grad()
     def _negate_where_better(self, stage, variables, const, operator, y, opt) -> None:
