@@ -192,7 +192,7 @@ def main(argv=None) -> dict:
 
     s = solver(prior, args.steps, args.restarts)
     s.solve(operator, y[:8], indices[:8], seed=0)  # warm-up, small batches
-    solver(prior, 1, args.restarts).solve(operator, y, indices, seed=0)  # and the full one (compiles its kernels)
+    s.solve(operator, y, indices, seed=0)  # and the full one (compiles its kernels)
     start = time.perf_counter()
     s.solve(operator, y, indices, seed=0)
     batched = args.images / (time.perf_counter() - start)

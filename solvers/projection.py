@@ -20,27 +20,35 @@ def _count_dtype(u: torch.Tensor) -> torch.dtype:
     return torch.float32 if u.shape[1] < 2 ** 24 else torch.float64
 
 
-def _newton_eager(u, theta, r, floor, cold, work):
+def _newton_eager(u, theta, r, cold, first, work):
     kept = torch.sub(u, theta, out=work).clamp_min_(0)
     excess = kept.sum(1, keepdim=True).sub_(r)
     # a sum of signs is much faster than a sum of a bool mask here; NaN rows count 0 (stable)
     count = kept.sign_().sum(1, keepdim=True, dtype=_count_dtype(u)).nan_to_num_(0)
-    step = torch.maximum(excess.div_(count.clamp_min(1).to(u.dtype)).add_(theta), floor)
-    return count, torch.where(count > 0, step, cold), torch.zeros_like(count, dtype=torch.bool)
+    step = excess.div_(count.clamp_min(1).to(u.dtype)).add_(theta)
+    step = torch.where(first, step, torch.maximum(step, theta))
+    return count, torch.where(count > 0, step, torch.where(first, cold, theta)), torch.zeros_like(count, dtype=torch.bool)
 
 
 @fused(eager=_newton_eager)
-def _newton(u, theta, r, floor, cold, work):
-    """One Newton round on f per row of ``u = |d|``: (number of active entries at theta; next theta
-    = max(theta + f(theta) / count, floor), or ``cold`` where nothing is active; whether that next
-    theta is certainly the root). The certificate: a step up that is shorter than the smallest
-    active ``u_i - theta`` keeps the active set, so it solves f = 0 exactly. The eager twin does
-    not compute it (all False: one more round instead). ``work``: scratch of u's shape (eager)."""
+def _newton(u, theta, r, cold, first, work):
+    """One Newton round on f per row of ``u = |d|``: (number of active entries at theta; the next
+    theta, theta + f(theta) / count; whether that is certainly the root). After the ``first``
+    round (a 0-d bool tensor) theta only rises, so that rounding cannot undo a step and the
+    rounds end; in it a row with nothing active goes to ``cold``, later it stays (and stops).
+    The certificate: a step that no ``u_i`` lies between (up: below the smallest active entry;
+    down: above the largest inactive one) keeps the active set, so it solves f = 0 exactly. The
+    eager twin does not compute it (all False: one more round instead). ``work``: scratch of u's
+    shape (eager)."""
     kept = (u - theta).clamp_min(0)
-    count = (kept > 0).sum(1, keepdim=True, dtype=_count_dtype(u))
-    step = torch.maximum(theta + (kept.sum(1, keepdim=True) - r) / count.clamp_min(1).to(u.dtype), floor)
-    margin = torch.where(kept > 0, kept, torch.inf).amin(1, keepdim=True)
-    return count, torch.where(count > 0, step, cold), (count > 0) & (step >= theta) & (step - theta < margin)
+    active = kept > 0
+    count = active.sum(1, keepdim=True, dtype=_count_dtype(u))
+    step = theta + (kept.sum(1, keepdim=True) - r) / count.clamp_min(1).to(u.dtype)
+    step = torch.where(first, step, torch.maximum(step, theta))
+    above = torch.where(active, u, torch.inf).amin(1, keepdim=True)  # the smallest active entry
+    below = torch.where(active, -torch.inf, u).amax(1, keepdim=True)  # the largest inactive one
+    certified = (count > 0) & (below < step) & (step < above)
+    return count, torch.where(count > 0, step, torch.where(first, cold, theta)), certified
 
 
 def _shrink_eager(v: torch.Tensor, center: torch.Tensor, theta: torch.Tensor, work: torch.Tensor) -> None:
@@ -60,17 +68,15 @@ def _threshold(u: torch.Tensor, r: torch.Tensor, theta: torch.Tensor, cold: torc
     """Root theta of f per row of ``u = |d|`` (rows with ``sum u > r``), Newton from ``theta``;
     a start with no active entry (theta >= max u) goes to ``cold``, the full set's theta, left of
     the root."""
-    count, floor = None, torch.full_like(theta, -torch.inf)
+    first, later = torch.ones((), dtype=torch.bool, device=u.device), torch.zeros((), dtype=torch.bool, device=u.device)
+    count = None
     while True:
-        new_count, step, certified = _newton(u, theta, r, floor, cold, work)
+        new_count, step, certified = _newton(u, theta, r, cold, later if count is not None else first, work)
         # a row whose active set did not change sits on its root (Michelot's stop); a certified step lands on it
         stable = torch.zeros_like(certified) if count is None else new_count == count
         if bool((stable | certified).all()):
             return torch.where(stable, theta, step)
-        # after the first step theta only rises: the floor keeps rounding from undoing that (finite
-        # rounds); a row whose rounding leaves nothing active stays where it is and stops
-        theta = floor = cold = step
-        count = new_count
+        theta, count = step, new_count
 
 
 def _project_(v: torch.Tensor, center: torch.Tensor, r: torch.Tensor, theta: torch.Tensor | None,
@@ -85,7 +91,8 @@ def _project_(v: torch.Tensor, center: torch.Tensor, r: torch.Tensor, theta: tor
     if not bool(outside.any()):
         return torch.zeros_like(r)
     cold = ((total - r) / u.shape[1]).clamp_min(0)  # the full set's theta: left of the root
-    theta = torch.where(outside, _threshold(u, r, cold if theta is None else theta, cold, work), 0)
+    start = cold.clone() if theta is None else theta  # a distinct tensor: compiled kernels guard on aliasing
+    theta = torch.where(outside, _threshold(u, r, start, cold, work), 0)
     _shrink_(flat_v, flat_c, theta, work)
     return theta
 
