@@ -35,6 +35,7 @@ TRIALS = {
                                                    "solver.schedule.0.lr=1.0"]),
     "gradient noise eta 0": ("prilo-mii", ["solver.gradient_noise.eta=0"]),
     "gradient noise eta 0.002": ("prilo-mii", ["solver.gradient_noise.eta=0.002"]),
+    "prilo-random (conf/solver/prilo.yaml)": ("prilo-random", []),
     "prilo-random without negation check and two starts": (
         "prilo-random", ["solver.negation_check=false", "solver.two_start=false"]),
     "dpr-random": ("dpr-random", []),

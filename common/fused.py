@@ -1,20 +1,20 @@
 """Fused kernels for the solvers' per-step work outside the prior, with eager twins.
 
-The l1 projection's Newton rounds, its soft-threshold and the gradient noise are a few
-elementwise operations and row reductions over every optimised variable, at every step. Eager
-PyTorch makes one pass over memory per operation; ``torch.compile`` (Inductor: C++/OpenMP on
-the CPU, Triton on GPUs) fuses each kernel into one pass. A :class:`FusedKernel` pairs the
-function to compile with an eager twin that computes the same values (to rounding) with
-in-place operations and scratch buffers, the fastest eager form.
+The l1 projection's Newton rounds and soft-threshold are a few elementwise operations and row
+reductions over an optimised variable, at every step. Eager PyTorch makes one pass over memory
+per operation; ``torch.compile`` (Inductor: C++/OpenMP on the CPU, Triton on GPUs) fuses a kernel
+into one pass. A :class:`FusedKernel` pairs the function to compile with an eager twin that
+computes the same values (to rounding) with in-place operations and scratch buffers, the fastest
+eager form.
 
-A call whose first tensor has fewer than :data:`MIN_NUMEL` elements runs the eager twin: there
-the compiled kernel's fixed cost per call (guards, launch) eats most of what its fewer passes
-save, and the savings would not repay the compilation (a few seconds per process). Compilation happens on a kernel's first large call, once per
-dtype and device (shapes are dynamic; PyTorch caches the generated code on disk). If it fails
-(no C++ compiler, an unsupported platform) one warning says so and every kernel runs its eager
-twin from then on. Switch: :func:`set_enabled`, ``invert.py fused_kernels=false``, or the
-environment variable ``GENPRIOR_FUSED=0``; the tests run eager by default and check the two
-against each other.
+A call whose first tensor has fewer than :data:`MIN_NUMEL` elements runs the eager twin: there the
+compiled kernel's fixed cost per call (guards, launch) eats most of what its fewer passes save,
+and the savings would not repay the compilation (a few seconds per process). Compilation happens
+on a kernel's first large call, once per dtype and device (shapes are dynamic; PyTorch caches the
+generated code on disk). If it fails (no C++ compiler, an unsupported platform) one warning says
+so and every kernel runs its eager twin from then on. Switch: :func:`set_enabled`,
+``invert.py fused_kernels=false``, or the environment variable ``GENPRIOR_FUSED=0``; the tests run
+eager by default and check the two against each other (tests/test_fused.py).
 """
 from __future__ import annotations
 

@@ -112,6 +112,7 @@ def test_measurement_file_mode(tmp_path, prior_file):
     ("solver.schedule=[{kind:forward,layer:1,steps:3,lr:0.1,radius:-2}]", "radius"),
     ("solver=nonexistent_solver", "nonexistent_solver"),
     ("num_images=0", "num_images"),
+    ("fused_kernels=maybe", "fused_kernels must be true, false or null"),
 ])
 def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, prior_file, override, needle):
     out = tmp_path / "bad"

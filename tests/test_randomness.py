@@ -7,16 +7,19 @@ import torch
 from common.randomness import TableNormal, _normal_table, counter_normal, per_sample_normal, sample_keys
 
 
-def test_counter_normal_is_standard_normal():
-    keys = sample_keys(0, "test", range(64), restarts=2)
-    z = counter_normal(keys, 3, (50, 41))  # odd size: the last Box-Muller pair is cut
-    assert z.shape == (128, 50, 41) and z.dtype == torch.float32 and torch.isfinite(z).all()
+def assert_standard_normal(z, shape):
+    assert z.shape == shape and z.dtype == torch.float32 and torch.isfinite(z).all()
     flat = z.flatten().double()
     assert abs(flat.mean()) < 0.01 and abs(flat.std() - 1) < 0.01
     # the normal's mass within 1 and 2 standard deviations, and its fourth moment
     assert abs((flat.abs() < 1).double().mean() - 0.6827) < 0.005
     assert abs((flat.abs() < 2).double().mean() - 0.9545) < 0.003
     assert abs(flat.pow(4).mean() - 3) < 0.05
+
+
+def test_counter_normal_is_standard_normal():
+    keys = sample_keys(0, "test", range(64), restarts=2)
+    assert_standard_normal(counter_normal(keys, 3, (50, 41)), (128, 50, 41))  # odd size: the last Box-Muller pair is cut
 
 
 def test_counter_normal_rows_depend_only_on_key_counter_and_element():
@@ -52,12 +55,7 @@ def test_table_normal_is_standard_normal_and_draws_are_distinct_entries():
     keys = sample_keys(0, "test", range(64), restarts=2)
     noise = TableNormal(keys, (50, 41))
     z = noise.sample(3)
-    assert z.shape == (128, 50, 41) and z.dtype == torch.float32 and torch.isfinite(z).all()
-    flat = z.flatten().double()
-    assert abs(flat.mean()) < 0.01 and abs(flat.std() - 1) < 0.01
-    assert abs((flat.abs() < 1).double().mean() - 0.6827) < 0.005
-    assert abs((flat.abs() < 2).double().mean() - 0.9545) < 0.003
-    assert abs(flat.pow(4).mean() - 3) < 0.05
+    assert_standard_normal(z, (128, 50, 41))
     # each row is one window of consecutive (so distinct) table entries
     table, offsets = _normal_table(noise.MIN_SIZE, torch.device("cpu")), noise.offsets(3)
     assert all(torch.equal(z[b].flatten(), table[o:o + 50 * 41]) for b, o in enumerate(offsets.tolist()))
