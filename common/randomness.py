@@ -137,18 +137,24 @@ class TableNormal:
         self._windows = table.as_strided((size - self.numel + 1, self.numel), (1, 1))
         self._buffer = table.new_empty(len(keys), self.numel)
 
-    def offsets(self, counter: int) -> torch.Tensor:
-        """Start of each row's window in the table."""
-        start = _mix_(self.keys * _GOLDEN + _counter_offset(counter)).bitwise_and_(_MASK63)
-        return start.remainder_(len(self._windows))
+    def offsets(self, counters: int | Sequence[int]) -> torch.Tensor:
+        """Start of each row's window in the table: (rows,) for one counter, (len(counters), rows)
+        for several (one vectorised hash for a whole stage's steps)."""
+        many = not isinstance(counters, int)
+        counter = torch.tensor([_counter_offset(c) for c in (counters if many else [counters])], device=self.keys.device)
+        start = _mix_(self.keys[None] * _GOLDEN + counter[:, None]).bitwise_and_(_MASK63)
+        start = start.remainder_(len(self._windows))
+        return start if many else start[0]
 
-    def _draw(self, counter: int) -> torch.Tensor:
-        return torch.index_select(self._windows, 0, self.offsets(counter), out=self._buffer)
+    def _draw(self, counter: int | torch.Tensor) -> torch.Tensor:
+        offsets = counter if isinstance(counter, torch.Tensor) else self.offsets(counter)
+        return torch.index_select(self._windows, 0, offsets, out=self._buffer)
 
     def sample(self, counter: int, dtype=torch.float32) -> torch.Tensor:
         return self._draw(counter).to(dtype, copy=True).view(len(self.keys), *self.shape)
 
     @torch.no_grad()
-    def add_(self, target: torch.Tensor, counter: int, alpha: float = 1.0) -> torch.Tensor:
-        """``target += alpha * sample(counter)``, in place (``target``: shape ``(len(keys), *shape)``)."""
+    def add_(self, target: torch.Tensor, counter: int | torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """``target += alpha * sample(counter)``, in place (``target``: shape ``(len(keys), *shape)``);
+        ``counter`` may also be that counter's row of :meth:`offsets`."""
         return target.add_(self._draw(counter).view(target.shape), alpha=alpha)

@@ -195,6 +195,9 @@ class GenerativeSolver:
         params = list(variables.values())
         opt = _optimizer(self.optimizer, params, stage.lr)
         noises = [TableNormal(keys, v.shape[1:]) for v in params] if self.noise_eta > 0 else []
+        # each step's window offsets for every variable, hashed once for the stage
+        offsets = [noise.offsets([((index * 64 + j) << 24) + k for k in range(stage.steps)])
+                   for j, noise in enumerate(noises)]
         per_row = []  # per step, each row's objective (detached): the curve is reduced after the loop
         for k in range(stage.steps):
             if self.negation_check and stage.kind in LATENT_KINDS:
@@ -212,8 +215,8 @@ class GenerativeSolver:
             if best is not None and target is None:
                 best.update(x, mse)
             sigma = (self.noise_eta / (1 + k) ** self.noise_gamma) ** 0.5
-            for j, (v, noise) in enumerate(zip(params, noises)):
-                noise.add_(v.grad, ((index * 64 + j) << 24) + k, alpha=sigma)
+            for v, noise, steps in zip(params, noises, offsets):
+                noise.add_(v.grad, steps[k], alpha=sigma)
             opt.step()
             with torch.no_grad():
                 for name, ball in balls.items():

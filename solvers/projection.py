@@ -22,35 +22,39 @@ def _count_dtype(u: torch.Tensor) -> torch.dtype:
     return torch.float32 if u.shape[1] < 2 ** 24 else torch.float64
 
 
-def _newton_eager(u, theta, r, cold, first, work):
+def _newton_eager(u, theta, r, cold, first, previous, work):
     kept = torch.sub(u, theta, out=work).clamp_min_(0)
     excess = kept.sum(1, keepdim=True).sub_(r)
     # a sum of signs is much faster than a sum of a bool mask here; NaN rows count 0 (stable)
     count = kept.sign_().sum(1, keepdim=True, dtype=_count_dtype(u)).nan_to_num_(0)
     step = excess.div_(count.clamp_min(1).to(u.dtype)).add_(theta)
-    step = torch.where(first, step, torch.maximum(step, theta))
-    return count, torch.where(count > 0, step, torch.where(first, cold, theta)), torch.zeros_like(count, dtype=torch.bool)
+    step = torch.where(count > 0, torch.where(first, step, torch.maximum(step, theta)), torch.where(first, cold, theta))
+    stable = count == previous
+    return count, step, stable, torch.where(stable, theta, step)
 
 
 @fused(eager=_newton_eager)
-def _newton(u, theta, r, cold, first, work):
+def _newton(u, theta, r, cold, first, previous, work):
     """One Newton round on f per row of ``u = |d|``: (number of active entries at theta; the next
-    theta, theta + f(theta) / count; whether that is certainly the root). After the ``first``
-    round (a 0-d bool tensor) theta only rises, so that rounding cannot undo a step and the
-    rounds end; in it a row with nothing active goes to ``cold``, later it stays (and stops).
-    The certificate: a step that no ``u_i`` lies between (up: below the smallest active entry;
-    down: above the largest inactive one) keeps the active set, so it solves f = 0 exactly. The
-    eager twin does not compute it (all False: one more round instead). ``work``: scratch of u's
-    shape (eager)."""
+    theta, theta + f(theta) / count; whether the row is done; its root where it is done).
+
+    After the ``first`` round (a 0-d bool tensor) theta only rises, so that rounding cannot undo
+    a step and the rounds end; in it a row with nothing active goes to ``cold``, later it stays
+    (and stops). A row is done when its active set did not change since the ``previous`` count
+    (Michelot's stop: theta is the root), or when its step is certified: a step that no ``u_i``
+    lies between (up: below the smallest active entry; down: above the largest inactive one)
+    keeps the active set, so it solves f = 0 exactly. The eager twin does not certify (one more
+    round instead). ``work``: scratch of u's shape (eager)."""
     kept = (u - theta).clamp_min(0)
     active = kept > 0
     count = active.sum(1, keepdim=True, dtype=_count_dtype(u))
     step = theta + (kept.sum(1, keepdim=True) - r) / count.clamp_min(1).to(u.dtype)
-    step = torch.where(first, step, torch.maximum(step, theta))
+    step = torch.where(count > 0, torch.where(first, step, torch.maximum(step, theta)), torch.where(first, cold, theta))
     above = torch.where(active, u, torch.inf).amin(1, keepdim=True)  # the smallest active entry
     below = torch.where(active, -torch.inf, u).amax(1, keepdim=True)  # the largest inactive one
-    certified = (count > 0) & (below < step) & (step < above)
-    return count, torch.where(count > 0, step, torch.where(first, cold, theta)), certified
+    stable = count == previous
+    done = stable | ((count > 0) & (below < step) & (step < above))
+    return count, step, done, torch.where(stable, theta, step)
 
 
 def _shrink_eager(v: torch.Tensor, center: torch.Tensor, theta: torch.Tensor, work: torch.Tensor) -> None:
@@ -65,20 +69,24 @@ def _shrink_(v: torch.Tensor, center: torch.Tensor, theta: torch.Tensor, work: t
     v.sub_(torch.maximum(torch.minimum(v - center, theta), -theta))
 
 
+_FLAGS: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def _threshold(u: torch.Tensor, r: torch.Tensor, theta: torch.Tensor, cold: torch.Tensor,
                work: torch.Tensor) -> torch.Tensor:
     """Root theta of f per row of ``u = |d|`` (rows with ``sum u > r``), Newton from ``theta``;
     a start with no active entry (theta >= max u) goes to ``cold``, the full set's theta, left of
     the root."""
-    first, later = torch.ones((), dtype=torch.bool, device=u.device), torch.zeros((), dtype=torch.bool, device=u.device)
-    count = None
+    if u.device not in _FLAGS:
+        _FLAGS[u.device] = (torch.ones((), dtype=torch.bool, device=u.device),
+                            torch.zeros((), dtype=torch.bool, device=u.device))
+    first, later = _FLAGS[u.device]
+    count, flag = torch.full_like(theta, -1, dtype=_count_dtype(u)), first
     while True:
-        new_count, step, certified = _newton(u, theta, r, cold, later if count is not None else first, work)
-        # a row whose active set did not change sits on its root (Michelot's stop); a certified step lands on it
-        stable = torch.zeros_like(certified) if count is None else new_count == count
-        if bool((stable | certified).all()):
-            return torch.where(stable, theta, step)
-        theta, count = step, new_count
+        count, step, done, root = _newton(u, theta, r, cold, flag, count, work)
+        if bool(done.all()):
+            return root
+        theta, flag = step, later
 
 
 def _project_(v: torch.Tensor, center: torch.Tensor, r: torch.Tensor, theta: torch.Tensor | None,

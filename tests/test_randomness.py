@@ -86,3 +86,13 @@ def test_table_normal_add_is_target_plus_scaled_sample():
     assert torch.allclose(target, expected, atol=1e-15, rtol=0)
     strided = torch.zeros(6, 4, 3).transpose(1, 2)  # a non-contiguous target
     assert torch.equal(noise.add_(strided, 5), noise.sample(5))
+
+
+def test_table_normal_offsets_of_many_counters_are_those_of_each():
+    noise = TableNormal(sample_keys(2, "test", range(5), restarts=2), (7,))
+    counters = [0, 3, 1 << 30, (5 << 24) + 2]
+    many = noise.offsets(counters)
+    assert many.shape == (4, 10)
+    assert all(torch.equal(many[i], noise.offsets(c)) for i, c in enumerate(counters))
+    target = torch.zeros(10, 7)
+    assert torch.equal(noise.add_(target, many[1]), noise.sample(3))
