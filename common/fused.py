@@ -27,8 +27,9 @@ import torch
 
 ENV = "GENPRIOR_FUSED"
 #: smallest first argument (elements) that runs compiled. On 2 CPU cores a compiled projection round
-#: is faster from ~2^15 elements, the soft-threshold from ~2^17, but a whole PRILO run at its default
-#: 512 rows of 500 (256,000) gains no more than the compilation costs; at 1,024 rows a step saves ~0.5 ms
+#: is faster from ~2^15 elements, the soft-threshold from ~2^17, but the default invert.py run (512 rows
+#: of 500, 256,000) is slower end to end compiled, compilation included (benchmarks/fused_threshold.py);
+#: at 1,024 rows of 500 the projection takes 1.3 ms compiled vs 2.1 ms eager (benchmarks/inversion_speed.py)
 MIN_NUMEL = 2 ** 18
 _enabled: bool | None = None  # None: from the environment (default on)
 _broken: str | None = None  # why compilation failed, once it has
