@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from common.errors import UserInputError
+from common.checkpoint import exportable
 from common.instantiate import instantiate
 from common.randomness import per_sample_normal, sample_seed
 from evaluation.metrics import LPIPS_MIN_SIZE, lpips_loss, psnr
@@ -100,7 +101,7 @@ class LearnedInitModule(LightningModule):
                                  f"images {list(self.prior.image_shape)}; set model.module.operator.input_shape")
         self.encoder_config = {**self.hparams.encoder, "measurement_shape": list(self.operator.measurement_shape),
                                "latent_shape": list(self.prior.latent_shape)}
-        self.encoder = instantiate(self.encoder_config)
+        self.encoder = instantiate(exportable(self.encoder_config, "encoder", "model.module.encoder"))
         self.critic = instantiate({**self.hparams.critic, "image_shape": list(self.prior.image_shape)})
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self._rng: torch.Generator | None = None

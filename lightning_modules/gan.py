@@ -27,6 +27,7 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from common.checkpoint import exportable
 from common.errors import UserInputError
 from common.randomness import sample_seed
 from lightning_modules.image_logging import log_image_grid
@@ -115,7 +116,7 @@ class GANModule(LightningModule):
             raise UserInputError("d_reg_every, g_reg_every and path_batch_shrink must be >= 1")
         if rtil["sigma"] < 0:
             raise UserInputError(f"rtil.sigma must be >= 0, got {rtil['sigma']}")
-        self.generator: StyleGAN2Prior = instantiate(self.hparams.prior)
+        self.generator: StyleGAN2Prior = instantiate(exportable(self.hparams.prior, "prior", "model.module.prior"))
         self.discriminator = instantiate(self.hparams.discriminator)
         self.prior: StyleGAN2Prior = copy.deepcopy(self.generator).requires_grad_(False)
         self.members = rtil_members(float(rtil["lambda_"]), rtil["layers"], self.generator.num_layers)
