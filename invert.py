@@ -52,34 +52,6 @@ def method_name(cfg: DictConfig, requires_prior: bool) -> str:
     return f"{cfg.solver.name}-{cfg.init.name}" if requires_prior else str(cfg.solver.name)
 
 
-def load_measurement_file(path: str, operator):
-    """(dataset of {"measurement", "index"}, operator rebuilt from the file)."""
-    import torch
-
-    from operators import operator_from_state
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"measurement file {path} does not exist; write one with save_measurements=true")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-        y, index, stored = record["y"], record["index"], record["operator"]
-        spec = stored["spec"]
-    except Exception as err:  # noqa: BLE001
-        raise UserInputError(f"measurement file {path} could not be read ({type(err).__name__}: {err}); it must hold "
-                             f"y, index and operator {{spec, state_dict}} as written by save_measurements=true") from None
-    configured = operator.spec()
-    mismatch = {k: (spec.get(k), v) for k, v in configured.items() if k in ("name", "input_shape") and spec.get(k) != v}
-    if mismatch:
-        raise UserInputError(f"measurement file {path} was taken with operator parameters {mismatch} (file, config) "
-                             f"that do not match the configured operator; set operator=/data= to match the file")
-    file_operator = operator_from_state(stored)
-    file_operator.check_measurements(y)
-    if y.shape[0] != index.shape[0]:
-        raise UserInputError(f"measurement file {path} holds {y.shape[0]} measurements but {index.shape[0]} indices")
-    return [{"measurement": y[i], "index": int(index[i])} for i in range(len(index))], file_operator
-
-
 @exit_on_user_error
 def invert(cfg: DictConfig) -> dict | None:
     import torch
@@ -91,6 +63,7 @@ def invert(cfg: DictConfig) -> dict | None:
 
     from evaluation.report import write_report
     from lightning_modules.inversion import InversionModule, read_parts
+    from operators.measurement_file import load_measurement_file
     from priors.io import load_prior
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
