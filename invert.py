@@ -49,7 +49,14 @@ def build_solver(cfg: DictConfig, prior=None):
 
 
 def method_name(cfg: DictConfig, requires_prior: bool) -> str:
-    return f"{cfg.solver.name}-{cfg.init.name}" if requires_prior else str(cfg.solver.name)
+    """``<solver>-<init>``; ablations say so: ``prilo[skip=backproject,refine]-mii``, ``prilo[ball=false]-mii``."""
+    ablations = []
+    if cfg.solver.get("skip"):
+        ablations.append(f"skip={','.join(cfg.solver.skip)}")
+    if cfg.solver.get("ball") is False:
+        ablations.append("ball=false")
+    solver = f"{cfg.solver.name}[{';'.join(ablations)}]" if ablations else str(cfg.solver.name)
+    return f"{solver}-{cfg.init.name}" if requires_prior else solver
 
 
 @exit_on_user_error
@@ -59,7 +66,8 @@ def invert(cfg: DictConfig) -> dict | None:
     from hydra.utils import get_class
     from torch.utils.data import DataLoader, Subset
 
-    from common.instantiate import instantiate
+    from common.cli import check_seed
+    from common.instantiate import instantiate, instantiate_trainer
 
     from evaluation.report import write_report
     from lightning_modules.inversion import InversionModule, read_parts
@@ -67,6 +75,7 @@ def invert(cfg: DictConfig) -> dict | None:
     from priors.io import load_prior
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    check_seed(cfg.seed)
     set_fused_kernels(cfg.get("fused_kernels"))
     num_images, batch_size = _positive_int(cfg, "num_images"), _positive_int(cfg, "batch_size")
     _positive_int(cfg, "restarts")
@@ -106,7 +115,7 @@ def invert(cfg: DictConfig) -> dict | None:
     module = InversionModule(solver, operator, method, cfg.seed, out_dir)
     if todo:
         logger = instantiate(cfg.logger) if cfg.get("logger") else False
-        trainer = instantiate(cfg.trainer, logger=logger, callbacks=[])
+        trainer = instantiate_trainer(cfg.trainer, logger=logger, callbacks=[])
         loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, shuffle=False,
                             num_workers=cfg.get("num_workers", 0))
         trainer.predict(module, dataloaders=loader, return_predictions=False)

@@ -20,12 +20,13 @@ def train(cfg: DictConfig) -> Path:
     from hydra.core.hydra_config import HydraConfig
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from common.instantiate import instantiate
+    from common.checkpoint import check_resume_checkpoint
+    from common.cli import check_seed
+    from common.instantiate import instantiate, instantiate_trainer
 
     from lightning_modules.callbacks import ExportPrior
 
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise UserInputError(f"ckpt_path {cfg.ckpt_path} does not exist; pass an existing Lightning checkpoint or null")
+    check_seed(cfg.seed)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     datamodule = instantiate(cfg.data)
@@ -38,13 +39,15 @@ def train(cfg: DictConfig) -> Path:
             f"dataset images are {data_shape} (C, H, W) but model {cfg.model.name} generates {model_shape}; "
             f"set data.image_size/data.channels to match the model"
         )
+    if cfg.ckpt_path is not None:
+        check_resume_checkpoint(cfg.ckpt_path, module)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True),
         ExportPrior(run_dir / "prior.pt", cfg.export_path),
     ]
-    trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer = instantiate_trainer(cfg.trainer, logger=logger, callbacks=callbacks)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     return run_dir / "prior.pt"
 
 

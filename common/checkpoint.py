@@ -182,3 +182,23 @@ def exportable(config: dict, kind: str, where: str) -> dict:
     """``config`` if its ``_target_`` can be loaded back from a file: checked before training, not at export."""
     buildable_class(config.get("_target_"), kind, where)
     return config
+
+
+def check_resume_checkpoint(path, module: torch.nn.Module) -> None:
+    """``ckpt_path`` must be a readable Lightning checkpoint whose weights fit ``module`` (same names and shapes)."""
+    where = f"ckpt_path {path}"
+    obj = read_checkpoint(path, "ckpt_path", "pass an existing Lightning checkpoint (<run dir>/checkpoints/last.ckpt) "
+                                             "or null")
+    if checkpoint_format(obj) != "lightning":
+        raise UserInputError(f"{where} is {describe_format(obj)}, not a Lightning training checkpoint; resume from "
+                             f"<run dir>/checkpoints/last.ckpt")
+    ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in obj["state_dict"].items() if isinstance(v, torch.Tensor)}
+    missing, unexpected = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
+    reshaped = sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])
+    if missing or unexpected or reshaped:
+        example = (f"{reshaped[0]} is {theirs[reshaped[0]]} there, {ours[reshaped[0]]} here" if reshaped else
+                   f"{(missing or unexpected)[0]} is {'missing' if missing else 'unexpected'}")
+        raise UserInputError(f"{where} was written by another model or configuration ({len(missing)} weights missing, "
+                             f"{len(unexpected)} unexpected, {len(reshaped)} of another shape; e.g. {example}); "
+                             f"resume with the model and model.* settings of the run that wrote it")

@@ -79,9 +79,9 @@ def read_encoder_record(path: str | os.PathLike) -> dict:
                              "train one with `python train.py model=encoder_li model.module.prior_checkpoint=PRIOR` "
                              "or pass init.checkpoint=PATH")
     if checkpoint_format(record) != "encoder":
-        raise UserInputError(f"{path} is not an encoder file of `python train.py model=encoder_li` but "
-                             f"{describe_format(record)} (a prior checkpoint belongs in prior.checkpoint, "
-                             f"not init.checkpoint)")
+        raise UserInputError(f"encoder checkpoint {path} is not an encoder file of `python train.py "
+                             f"model=encoder_li` but {describe_format(record)} (a prior checkpoint belongs in "
+                             f"prior.checkpoint, not init.checkpoint)")
     for key in ("prior", "operator"):
         if not isinstance(record.get(key), dict) or not isinstance(record[key].get("fingerprint"), str):
             raise UserInputError(f"encoder checkpoint {path} does not record the {key} it was trained for; "

@@ -280,12 +280,20 @@ def test_negative_magnitudes_refused(name):
 @pytest.mark.parametrize("kwargs, match", [
     ({"m": 0}, "positive integer"), ({"m": -3}, "positive integer"), ({"m": 2.5}, "positive integer"),
     ({"ratio": 0.0}, "ratio"), ({"ratio": -1.0}, "ratio"), ({"ratio": float("inf")}, "ratio"),
-    ({"ratio": 1e-6}, "no measurement"), ({"m": 10, "ratio": 0.5}, "exactly one"), ({}, "exactly one"),
+    ({"ratio": 1e-6}, "no measurement"), ({}, "both are null"), ({"m": 0, "ratio": 0.5}, "positive integer"),
 ])
 @pytest.mark.parametrize("cls", [GaussianPhaseRetrieval, ComplexGaussianPhaseRetrieval, GaussianCompressedSensing,
                                  CirculantCompressedSensing])
 def test_bad_measurement_counts(cls, kwargs, match):
     one_line_error(lambda: cls((1, 8, 8), **kwargs), match)
+
+
+@pytest.mark.parametrize("cls", [GaussianPhaseRetrieval, ComplexGaussianPhaseRetrieval, GaussianCompressedSensing,
+                                 CirculantCompressedSensing])
+def test_m_given_wins_over_the_configured_ratio(cls):
+    op = cls((1, 8, 8), m=20, ratio=0.5)  # operator.m=20 on the command line, ratio from the config file
+    assert op.m == 20 and op.spec()["m"] == 20 and op.spec()["ratio"] is None
+    assert cls((1, 8, 8), ratio=0.5).m == 32
 
 
 @pytest.mark.parametrize("build, match", [
