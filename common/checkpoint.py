@@ -192,7 +192,8 @@ def check_resume_checkpoint(path, module: torch.nn.Module) -> None:
     if checkpoint_format(obj) != "lightning":
         raise UserInputError(f"{where} is {describe_format(obj)}, not a Lightning training checkpoint; resume from "
                              f"<run dir>/checkpoints/last.ckpt")
-    ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    excluded = tuple(getattr(module, "checkpoint_excluded_prefixes", ()))
+    ours = {k: tuple(v.shape) for k, v in module.state_dict().items() if not (excluded and k.startswith(excluded))}
     theirs = {k: tuple(v.shape) for k, v in obj["state_dict"].items() if isinstance(v, torch.Tensor)}
     missing, unexpected = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
     reshaped = sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])

@@ -213,10 +213,13 @@ class LearnedInitModule(LightningModule):
         log_image_grid(self, key, torch.cat([x[:n], x_hat[:n]]), nrow=n)
 
     # -- checkpoints and export -----------------------------------------------------------------------
+    #: state-dict prefixes that Lightning checkpoints leave out (read by common.checkpoint.check_resume_checkpoint)
+    checkpoint_excluded_prefixes = ("prior.",)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Lightning checkpoints leave the frozen prior out (it is reloaded from ``prior_checkpoint``)."""
         state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith("prior.")]:
+        for key in [k for k in state if k.startswith(self.checkpoint_excluded_prefixes)]:
             del state[key]
         checkpoint["prior_fingerprint"] = prior_fingerprint(self.prior)
 
