@@ -129,3 +129,19 @@ def test_allowlisted_classes_build_from_plain_configs():
     assert isinstance(vae, VAE) and vae.latent_shape == (3,)
     with pytest.raises(UserInputError, match="are built from files only as one of"):
         build({"_target_": "priors.encoders.MLPEncoder", "measurement_shape": [4], "latent_shape": [2]}, "prior", "t")
+
+
+def test_an_encoder_with_nan_weights_is_refused(tmp_path):
+    from operators import FourierPhaseRetrieval
+    from priors.encoders import MLPEncoder
+    from solvers.learned_init import save_encoder
+
+    prior = VAE((1, 8, 8), latent_dim=3, hidden_dim=4)
+    encoder = MLPEncoder([1, 8, 8], [3], hidden=[4])
+    with torch.no_grad():
+        encoder.net[0].weight[0, 0] = float("inf")
+    config = {"_target_": "priors.encoders.MLPEncoder", "measurement_shape": [1, 8, 8], "latent_shape": [3],
+              "hidden": [4]}
+    save_encoder(tmp_path / "e.pt", config, encoder, prior, "p.pt", FourierPhaseRetrieval((1, 8, 8)))
+    with pytest.raises(UserInputError, match=r"NaN/Inf weights in 1 tensor\(s\) \(net.0.weight\)"):
+        load_encoder(tmp_path / "e.pt")
