@@ -68,7 +68,7 @@ def compose_config(config_name: str, argv: list[str]):
         return _compose(config_name, argv)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         message = str(err)
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()] or ["invalid override"]
     hint = f"see `python {_script(config_name)} --help` for config groups"
     for override in argv:
         key, _, value = override.partition("=")
@@ -79,7 +79,7 @@ def compose_config(config_name: str, argv: list[str]):
             except (HydraException, OmegaConfBaseException, ValueError):
                 base = _compose(config_name, [])
             raise UserInputError(_missing_key_message(base, key, value, hint))
-    what = lines[0] if lines else "invalid override"
+    what = lines[0]
     if "An item is already at" in what:
         what = f"{what} Set it without the leading '+'."
     if len(lines) > 1 and lines[1].startswith("Key"):

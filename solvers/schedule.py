@@ -94,7 +94,8 @@ def parse_schedule(items: Iterable, defaults: dict | None = None, skip: Iterable
                 )
     stages = [s for s in stages if s.kind not in skip]
     if not stages:
-        raise UserInputError(f"solver.skip={sorted(skip)} removes every stage of solver.schedule; nothing is left to run")
+        raise UserInputError(f"solver.skip={sorted(skip)} removes every stage of solver.schedule; "
+                             f"nothing is left to run")
     if not ball:
         stages = [replace(s, radius=None, latent_radius=None) for s in stages]
     return stages

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+#: a small model for one quick epoch ({tiny} in the table)
 TINY_TRAIN = ("model.module.prior.hidden_dim=32", "model.module.prior.latent_dim=8", "trainer.max_epochs=1",
               "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false")
 NO_LOGIN = {"WANDB_MODE": None, "WANDB_API_KEY": None, "NETRC": "{tmp}/no_netrc"}
@@ -219,14 +220,19 @@ def run_entry(case: Case, files: dict[str, str], out_dir: Path) -> tuple[int, st
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
 
 
+def _code(text: str) -> str:
+    """Inline code that may itself contain backticks."""
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
 def table() -> str:
-    """The markdown table of docs/BAD_INPUT.md."""
+    """The markdown table of docs/BAD_INPUT.md; {tiny} stands for :data:`TINY_TRAIN`."""
     rows = ["| # | command | what is wrong | message (`error: ...`, stable part) |", "|---|---|---|---|"]
     for n, case in enumerate(CASES, 1):
-        command = " ".join([f"python {case.script}.py", *case.argv]).replace("|", "\\|")
+        command = " ".join([f"python {case.script}.py", *case.argv]).replace(" ".join(TINY_TRAIN), "{tiny}")
         env = " ".join(f"{k}={'(unset)' if v is None else v}" for k, v in case.env.items())
         command = f"{env} {command}" if env else command
-        rows.append(f"| {n} | `{command}` | {case.what} | `{case.message}` |")
+        rows.append(f"| {n} | {_code(command.replace('|', '[pipe]'))} | {case.what} | {_code(case.message)} |")
     return "\n".join(rows) + "\n"
 
 

@@ -46,8 +46,8 @@ def crafted_configs(f):
         "torch.load": {"_target_": "torch.load", "f": str(f["evil"]), "weights_only": False},
         "nested _target_": {**vae, "latent_dim": {"_target_": "shutil.copyfile", "src": str(f["secret"]),
                                                   "dst": str(f["victim"])}},
-        "nested _target_ in a list": {**vae, "image_shape": [{"_target_": "shutil.copyfile",
-                                                             "src": str(f["secret"]), "dst": str(f["victim"])}, 28, 28]},
+        "nested _target_ in a list": {**vae, "image_shape": [
+            {"_target_": "shutil.copyfile", "src": str(f["secret"]), "dst": str(f["victim"])}, 28, 28]},
         "_args_": {"_target_": "shutil.copyfile", "_args_": [str(f["secret"]), str(f["victim"])]},
         "_args_ on an allowed class": {**vae, "_args_": [[1, 28, 28]]},
         "_partial_": {"_target_": "shutil.copyfile", "_partial_": True, "src": str(f["secret"])},

@@ -52,7 +52,8 @@ def test_training_resumes_from_its_own_checkpoint_only(tmp_path):
                              f"export_path={tmp_path / 'b.pt'}"), "", "")
     code, stderr = run_entry(resumed, {}, tmp_path / "second")
     assert code == 0, stderr[-2000:]
-    epochs = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] for d in (first, tmp_path / "second")]
+    epochs = [torch.load(d / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
+              for d in (first, tmp_path / "second")]
     assert epochs[1] == epochs[0] + 1
     other = Case("train", (*TINY_TRAIN, "model.module.prior.hidden_dim=16", f"ckpt_path={last}"), "", "")
     code, stderr = run_entry(other, {}, tmp_path / "third")
