@@ -40,13 +40,25 @@ def check_config(config_name: str, argv: list[str]):
     cfg = compose_config(config_name, argv)
     refuse_unread_additions(cfg, argv, config_name)
     HydraConfig.instance().set_config(cfg)  # resolves ${hydra:runtime.choices.*} in paths
-    check_writable_dir(cfg.hydra.run.dir, "hydra.run.dir")
+    run_dir, export_path = _resolved(cfg.hydra.run, "dir"), _resolved(cfg, "export_path")
+    if run_dir is not None:
+        check_writable_dir(run_dir, "hydra.run.dir")
     check_seed(cfg.get("seed"))
-    if cfg.get("export_path"):
-        check_writable_file(cfg.export_path, "export_path")
+    if export_path:
+        check_writable_file(export_path, "export_path")
     if cfg.get("logger"):
         check_logger_login(cfg.logger)
     return cfg
+
+
+def _resolved(node, key: str):
+    """``node[key]`` resolved, or None when it is absent or resolves only at run time (left to Hydra)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return node.get(key)
+    except OmegaConfBaseException:
+        return None
 
 
 def _script(config_name: str) -> str:
