@@ -1,4 +1,4 @@
-"""Saving and loading priors: our exported files, Lightning checkpoints, rosinality StyleGAN2 files."""
+"""Saving and loading priors: our exported files, Lightning checkpoints, rosinality StyleGAN2 and PGGAN files."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,8 @@ from common.errors import UserInputError
 from priors.base import LayeredPrior
 
 PRIOR_FORMAT = "genprior/prior-v1"
+#: a key only rosinality/progressive-gan-pytorch generators have
+PGGAN_KEY = "progression.0.conv.0.conv.weight_orig"
 
 
 def save_prior(payload: dict, path: str | os.PathLike) -> Path:
@@ -63,7 +65,8 @@ def load_prior(path: str | os.PathLike, **overrides) -> LayeredPrior:
 
     * files written by :func:`save_prior` (``python train.py`` exports them),
     * Lightning checkpoints of our training modules (``hyper_parameters.prior`` + ``prior.*`` weights),
-    * rosinality stylegan2-pytorch checkpoints (top-level ``g_ema``); ``overrides`` go to that loader.
+    * rosinality stylegan2-pytorch checkpoints (top-level ``g_ema``); ``overrides`` go to that loader,
+    * rosinality progressive-gan-pytorch generator state dicts (bare or under ``g_running`` / ``generator``).
     """
     path = Path(path)
     obj = _read(path)
@@ -73,6 +76,10 @@ def load_prior(path: str | os.PathLike, **overrides) -> LayeredPrior:
         from priors.stylegan2 import load_rosinality
 
         prior = load_rosinality(obj, **overrides)
+    elif any(PGGAN_KEY in part for part in (obj, obj.get("g_running", {}), obj.get("generator", {}))):
+        from priors.pggan import load_rosinality_pggan
+
+        prior = load_rosinality_pggan(obj, **overrides)
     elif "state_dict" in obj and "prior" in obj.get("hyper_parameters", {}):
         weights = {k[len("prior."):]: v for k, v in obj["state_dict"].items() if k.startswith("prior.")}
         prior = _build(obj["hyper_parameters"]["prior"], weights, path)
