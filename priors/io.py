@@ -29,16 +29,20 @@ def save_prior(payload: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-def _read(path: Path) -> dict:
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint dict, read with weights-only unpickling (a pickled rosinality PGGAN generator: its parameters)."""
+    from priors.pggan import PICKLED_GLOBALS, unpickled_state
+
+    path = Path(path)
     if not path.is_file():
         raise UserInputError(
             f"prior checkpoint {path} does not exist; train one with `python train.py` "
             f"(writes outputs/priors/<model>_<data>.pt) or pass prior.checkpoint=PATH"
         )
     try:
-        # rosinality's training checkpoints carry their argparse.Namespace under "args"
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        # rosinality's StyleGAN2 training checkpoints carry their argparse.Namespace under "args"
+        with torch.serialization.safe_globals([argparse.Namespace, *PICKLED_GLOBALS]):
+            obj = unpickled_state(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as err:  # noqa: BLE001 - any failure here means an unreadable file
         raise UserInputError(f"prior checkpoint {path} could not be read ({type(err).__name__}); "
                              f"the file is corrupt or not a torch checkpoint") from None
@@ -69,7 +73,7 @@ def load_prior(path: str | os.PathLike, **overrides) -> LayeredPrior:
     * rosinality progressive-gan-pytorch generator state dicts (bare or under ``g_running`` / ``generator``).
     """
     path = Path(path)
-    obj = _read(path)
+    obj = read_checkpoint(path)
     if obj.get("format") == PRIOR_FORMAT:
         prior = _build(obj["prior_config"], obj["state_dict"], path)
     elif "g_ema" in obj:
@@ -86,7 +90,7 @@ def load_prior(path: str | os.PathLike, **overrides) -> LayeredPrior:
     else:
         raise UserInputError(
             f"prior checkpoint {path} has an unknown format (keys: {sorted(obj)[:6]}); expected a file from "
-            f"`python train.py`, a Lightning checkpoint of it, or a rosinality StyleGAN2 checkpoint"
+            f"`python train.py`, a Lightning checkpoint of it, or a rosinality StyleGAN2 / PGGAN checkpoint"
         )
     prior.eval().requires_grad_(False)
     return prior

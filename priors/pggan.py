@@ -195,24 +195,48 @@ def rosinality_to_ours(key: str) -> str | None:
     return key if re.fullmatch(r"to_rgb\.\d+\.(weight|bias)|label_embed\.weight", key) else None
 
 
+#: the classes a pickled rosinality generator (``torch.save(g_running, "….model")``) names
+_PICKLED_CLASSES = ("model.Generator", "model.ConvBlock", "model.EqualConv2d", "model.EqualLR", "model.PixelNorm",
+                    "torch.nn.modules.conv.Conv2d", "torch.nn.modules.container.Sequential",
+                    "torch.nn.modules.container.ModuleList", "torch.nn.modules.activation.LeakyReLU",
+                    "torch.nn.modules.sparse.Embedding")
+
+
+class _PickledModule:
+    """Stand-in for every class of :data:`_PICKLED_CLASSES` when unpickling the whole generator that
+    rosinality's train.py saves (``torch.save(g_running, "….model")``): keeps attributes, runs nothing."""
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def state_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        state = {prefix + k: v.detach() for k, v in self.__dict__.get("_parameters", {}).items() if v is not None}
+        for name, child in self.__dict__.get("_modules", {}).items():
+            if isinstance(child, _PickledModule):
+                state.update(child.state_dict(f"{prefix}{name}."))
+        return state
+
+
+#: allowlist entries for weights-only unpickling of such a file (inert stand-ins)
+PICKLED_GLOBALS = [(_PickledModule, name) for name in _PICKLED_CLASSES]
+
+
+def unpickled_state(obj):
+    """The parameters of a pickled rosinality generator; anything else unchanged."""
+    return obj.state_dict() if isinstance(obj, _PickledModule) else obj
+
+
 def load_rosinality_pggan(path_or_dict, size: int | None = None, label: int = 0) -> PGGANPrior:
-    """A rosinality/progressive-gan-pytorch generator (its ``state_dict()``, a file of it, or a dict
-    holding it under ``generator`` / ``g_running``) as a prior.
+    """A rosinality/progressive-gan-pytorch generator (the ``.model`` file its train.py saves, its
+    ``state_dict()``, a file of it, or a dict holding it under ``generator`` / ``g_running``) as a prior.
 
     The architecture (widths, latent size, labels, final resolution 4·2^(blocks−1), 128 in that
     repository) is read from the tensor shapes; ``size`` below it uses the first blocks only (the
     generator of that training step). Every key must map (strict); otherwise one line says what does not.
     """
-    state = path_or_dict
-    if not isinstance(state, dict):
-        path = os.fspath(state)
-        if not os.path.isfile(path):
-            raise UserInputError(f"PGGAN checkpoint {path} does not exist; pass the path of a saved generator state dict")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any failure means an unreadable file
-            raise UserInputError(f"PGGAN checkpoint {path} could not be read ({type(err).__name__}); expected "
-                                 f"torch.save(generator.state_dict()) of rosinality/progressive-gan-pytorch") from None
+    from priors.io import read_checkpoint
+
+    state = path_or_dict if isinstance(path_or_dict, dict) else read_checkpoint(path_or_dict)
     for key in ("g_running", "generator"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import math
+import sys
+import types
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
@@ -219,6 +222,75 @@ def test_rosinality_checkpoints_load_strictly_and_match_its_forward(tmp_path):
     torch.save({"g_running": state}, tmp_path / "pggan.pt")
     loaded = load_prior(tmp_path / "pggan.pt")  # through the general loader, frozen
     assert torch.equal(loaded(code), prior(code)) and not any(p.requires_grad for p in loaded.parameters())
+
+
+def save_pickled_rosinality_generator(state: dict, path: Path) -> None:
+    """``torch.save(g_running, path)`` as rosinality's train.py does: classes with its qualified names
+    (module ``model``) and parameter layout (EqualLR: ``weight_orig`` + a forward pre-hook), after a
+    forward pass; the module is gone again when the file is loaded."""
+    mod = types.ModuleType("model")
+
+    class EqualLR:
+        def __init__(self, name):
+            self.name = name
+
+        def __call__(self, module, inputs):
+            w = getattr(module, self.name + "_orig")
+            setattr(module, self.name, w * math.sqrt(2 / (w.size(1) * w[0][0].numel())))
+
+    class EqualConv2d(nn.Module):
+        def __init__(self, weight, bias, padding):
+            super().__init__()
+            self.conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[2], padding=padding)
+            del self.conv._parameters["weight"]
+            self.conv.weight_orig, self.conv.bias = nn.Parameter(weight), nn.Parameter(bias)
+            self.conv.register_forward_pre_hook(EqualLR("weight"))
+
+        def forward(self, x):
+            return self.conv(x)
+
+    class PixelNorm(nn.Module):
+        def forward(self, x):
+            return x / torch.sqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
+
+    class ConvBlock(nn.Module):
+        def __init__(self, b):
+            super().__init__()
+            convs = [EqualConv2d(state[f"progression.{b}.conv.{j}.conv.weight_orig"],
+                                 state[f"progression.{b}.conv.{j}.conv.bias"], 3 if b == 0 and j == 0 else 1)
+                     for j in (0, 3)]
+            self.conv = nn.Sequential(convs[0], PixelNorm(), nn.LeakyReLU(0.2), convs[1], PixelNorm(), nn.LeakyReLU(0.2))
+
+    class Generator(nn.Module):
+        def __init__(self, n_blocks):
+            super().__init__()
+            self.label_embed = nn.Embedding(*state["label_embed.weight"].shape, _weight=state["label_embed.weight"])
+            self.code_norm = PixelNorm()
+            self.progression = nn.ModuleList(ConvBlock(b) for b in range(n_blocks))
+            self.to_rgb = nn.ModuleList(nn.Conv2d(state[f"to_rgb.{b}.weight"].shape[1], 3, 1) for b in range(n_blocks))
+            self.to_rgb.load_state_dict({k[len("to_rgb."):]: v for k, v in state.items() if k.startswith("to_rgb.")})
+
+    for cls in (EqualLR, EqualConv2d, PixelNorm, ConvBlock, Generator):
+        cls.__module__, cls.__qualname__ = "model", cls.__name__
+        setattr(mod, cls.__name__, cls)
+    sys.modules["model"] = mod
+    try:
+        gen = Generator(3)
+        for block in gen.progression:  # sets the hooks' ``weight`` attributes, as sampling during training does
+            block.conv[0](torch.zeros(1, block.conv[0].conv.in_channels, 4, 4))
+        torch.save(gen, path)
+    finally:
+        del sys.modules["model"]
+
+
+def test_pickled_rosinality_generator_loads_without_running_its_code(tmp_path):
+    state = rosinality_state()
+    save_pickled_rosinality_generator(state, tmp_path / "010000.model")
+    code = torch.randn(2, 7)
+    prior = load_prior(tmp_path / "010000.model")
+    assert torch.allclose(prior(code) * 2 - 1, rosinality_forward(state, code, 2), atol=1e-5)
+    assert torch.equal(load_rosinality_pggan(tmp_path / "010000.model", size=8).blocks[1].conv1.weight,
+                       state["progression.1.conv.0.conv.weight_orig"])
 
 
 @pytest.mark.parametrize("edit, needle", [
