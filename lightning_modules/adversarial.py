@@ -3,7 +3,7 @@
 One iteration: a discriminator step (the configured loss; its lazy regularizer every
 ``loss.reg_every`` iterations), a generator step (plus the architecture's lazy generator
 regularizer every ``g_reg_every`` iterations), then the EMA update of ``self.prior``, the
-generator that gets exported. Manual optimization; under DDP the module averages gradients
+generator that gets exported (parameters averaged, buffers such as batch-norm statistics copied). Manual optimization; under DDP the module averages gradients
 itself (one all-reduce per optimizer step).
 
 RTIL: the family G̃_k(z_0, z_1..z_k) adds z_j ~ N(0, σ² I) to the representation's ``"state"``
@@ -59,6 +59,13 @@ def ema_decay(images_per_step: int, half_life_kimg: float) -> float:
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """ema ← decay · ema + (1 − decay) · model, for every parameter (buffers are left alone)."""
     torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1.0 - decay)
+
+
+@torch.no_grad()
+def copy_buffers(ema: torch.nn.Module, model: torch.nn.Module) -> None:
+    """Buffers (batch-norm statistics, fixed noise) are not averaged: the EMA generator takes the trained one's."""
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
 
 
 def rtil_members(lambda_: float, layers: Sequence[int] | None, num_layers: int) -> list[tuple[int, float]]:
@@ -248,6 +255,7 @@ class AdversarialModule(LightningModule):
             logs.update(reg)
 
         ema_update(self.prior, self.generator, ema_decay(n * self.trainer.world_size, self.hparams.ema_kimg))
+        copy_buffers(self.prior, self.generator)
         self.iteration += 1
         self.log_dict({f"train/{k}": v.detach() for k, v in logs.items()}, prog_bar=False, on_step=True,
                       on_epoch=False, sync_dist=True, batch_size=n)
@@ -259,8 +267,11 @@ class AdversarialModule(LightningModule):
     def member_samples(self, k: int) -> torch.Tensor:
         """EMA-generator images in [0, 1] of the fixed ``sample_z`` through member k (fixed RTIL draws)."""
         g = torch.Generator().manual_seed(sample_seed(self.hparams.seed, "rtil_samples", k))
+        training = self.prior.training
+        self.prior.eval()  # as the exported prior runs (batch-norm statistics, not the grid's batch)
         images = self.family_image(self.prior, self.sample_representation(self.prior), k,
                                    lambda t: torch.randn(t.shape, generator=g).to(t))
+        self.prior.train(training)
         return ((images + 1) / 2).clamp(0, 1)
 
     def log_samples(self) -> None:
