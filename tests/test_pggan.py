@@ -342,3 +342,12 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, override, needle
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr[-2000:]
     assert not export.exists() and not (out / "checkpoints").exists() and not (out / "prior.pt").exists()
+
+
+def test_a_prior_file_naming_a_class_outside_the_priors_is_refused(tmp_path):
+    from priors.io import PRIOR_FORMAT
+
+    for target in ("os.system", "torch.nn.Linear", "priors.io.Path"):
+        torch.save({"format": PRIOR_FORMAT, "prior_config": {"_target_": target}, "state_dict": {}}, tmp_path / "x.pt")
+        with pytest.raises(UserInputError, match="only the project's priors"):
+            load_prior(tmp_path / "x.pt")
