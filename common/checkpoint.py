@@ -31,6 +31,7 @@ BUILDABLE: dict[str, tuple[str, ...]] = {
     "prior": (
         "priors.vae.VAE",
         "priors.stylegan2.StyleGAN2Prior",
+        "priors.pggan.PGGANPrior",
     ),
     "encoder": (
         "priors.encoders.MLPEncoder",
@@ -40,6 +41,8 @@ BUILDABLE: dict[str, tuple[str, ...]] = {
 
 PRIOR_FORMAT = "genprior/prior-v1"
 ENCODER_FORMAT = "genprior/encoder-v1"
+#: a key only rosinality/progressive-gan-pytorch generators have
+PGGAN_KEY = "progression.0.conv.0.conv.weight_orig"
 
 #: what each format is, for messages that name a file passed in the wrong place
 FORMAT_NAMES = {
@@ -47,6 +50,7 @@ FORMAT_NAMES = {
     "encoder": "an encoder file of `python train.py model=encoder_li` (it belongs in init.checkpoint)",
     "lightning": "a Lightning training checkpoint",
     "rosinality": "a rosinality StyleGAN2 checkpoint",
+    "rosinality_pggan": "a rosinality progressive-gan-pytorch generator",
     "measurements": "a measurement file of `python invert.py save_measurements=true` (it belongs in measurements=)",
     "operator": "an operator file",
 }
@@ -62,9 +66,12 @@ def read_checkpoint(path: str | os.PathLike, what: str, missing_hint: str = "") 
     if not path.is_file():
         raise UserInputError(f"{what} {path} does not exist" + (f"; {missing_hint}" if missing_hint else ""))
     try:
-        # rosinality's training checkpoints carry their argparse.Namespace under "args"
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        from priors.pggan import PICKLED_GLOBALS, unpickled_state
+
+        # rosinality's StyleGAN2 training checkpoints carry their argparse.Namespace under "args"; its PGGAN
+        # train.py pickles the whole generator, read into inert stand-ins (priors.pggan)
+        with torch.serialization.safe_globals([argparse.Namespace, *PICKLED_GLOBALS]):
+            obj = unpickled_state(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as err:  # noqa: BLE001 - any failure here means an unreadable (or unsafe) file
         raise UserInputError(f"{what} {path} could not be read ({type(err).__name__}); the file is truncated, "
                              f"corrupt, not a torch checkpoint, or holds objects other than tensors and plain data"
@@ -75,7 +82,8 @@ def read_checkpoint(path: str | os.PathLike, what: str, missing_hint: str = "") 
 
 
 def checkpoint_format(obj: dict) -> str | None:
-    """``"prior"``, ``"encoder"``, ``"lightning"``, ``"rosinality"``, ``"measurements"``, ``"operator"`` or None."""
+    """``"prior"``, ``"encoder"``, ``"lightning"``, ``"rosinality"``, ``"rosinality_pggan"``, ``"measurements"``,
+    ``"operator"`` or None."""
     fmt = obj.get("format")
     if fmt == PRIOR_FORMAT:
         return "prior"
@@ -83,6 +91,8 @@ def checkpoint_format(obj: dict) -> str | None:
         return "encoder"
     if "g_ema" in obj or "style.1.weight" in obj:
         return "rosinality"
+    if any(isinstance(part, dict) and PGGAN_KEY in part for part in (obj, obj.get("g_running"), obj.get("generator"))):
+        return "rosinality_pggan"
     if isinstance(obj.get("state_dict"), dict) and "pytorch-lightning_version" in obj:
         return "lightning"
     if {"y", "index", "operator"} <= set(obj):
