@@ -72,7 +72,8 @@ def measure(model: str, batch: int, iterations: int, overrides: list[str]) -> di
                          callbacks=[timer])
     trainer.fit(module, DataLoader(data, batch_size=batch))
     per_iteration = sum(timer.seconds[1:]) / len(timer.seconds[1:])
-    row = {"model": model, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "overrides": overrides, "image_shape": list(shape), "batch": batch,
+    row = {"model": model, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "overrides": overrides,
+           "image_shape": list(shape), "batch": batch,
            "loss": repr(module.loss), "members": [list(m) for m in module.members],
            "generator_parameters": sum(p.numel() for p in module.generator.parameters()),
            "discriminator_parameters": sum(p.numel() for p in module.discriminator.parameters()),
@@ -118,8 +119,8 @@ def main() -> None:
     for model, overrides in runs(args.models):
         row = measure(model, args.batch, args.iterations, overrides)
         rows.append(row)
-        where = f"{row['resolution']}x{row['resolution']}" if "resolution" in row else "x".join(map(str, row["image_shape"][1:]))
-        print(f"{model:15s} {where:>7s}  batch {row['batch']}  {row['iterations_per_second']:7.3f} it/s  "
+        size = row.get("resolution", row["image_shape"][-1])
+        print(f"{model:15s} {f'{size}x{size}':>7s}  batch {row['batch']}  {row['iterations_per_second']:7.3f} it/s  "
               f"{row['images_per_second']:7.1f} img/s  members {[k for k, _ in row['members']]}  "
               f"G {row['generator_parameters']:,} D {row['discriminator_parameters']:,}  {row['loss']}", flush=True)
     result = {"machine": {"platform": platform.platform(), "processor": platform.processor(),

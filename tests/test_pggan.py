@@ -18,7 +18,7 @@ from common.errors import UserInputError
 from common.instantiate import instantiate
 from lightning_modules.progressive import GrowthSchedule, ProgressiveGANModule
 from priors.io import load_prior
-from priors.pggan import PGGANDiscriminator, PGGANPrior, load_rosinality_pggan, pggan_widths
+from priors.pggan import PGGANPrior, load_rosinality_pggan, pggan_widths
 from tests.cli import run_cli
 
 torch.set_num_threads(1)
@@ -259,7 +259,8 @@ def save_pickled_rosinality_generator(state: dict, path: Path) -> None:
             convs = [EqualConv2d(state[f"progression.{b}.conv.{j}.conv.weight_orig"],
                                  state[f"progression.{b}.conv.{j}.conv.bias"], 3 if b == 0 and j == 0 else 1)
                      for j in (0, 3)]
-            self.conv = nn.Sequential(convs[0], PixelNorm(), nn.LeakyReLU(0.2), convs[1], PixelNorm(), nn.LeakyReLU(0.2))
+            self.conv = nn.Sequential(convs[0], PixelNorm(), nn.LeakyReLU(0.2),
+                                      convs[1], PixelNorm(), nn.LeakyReLU(0.2))
 
     class Generator(nn.Module):
         def __init__(self, n_blocks):
