@@ -1,4 +1,5 @@
-"""Saving and loading priors: our exported files, Lightning checkpoints, rosinality StyleGAN2 and tutorial DCGAN files."""
+"""Saving and loading priors: our exported files, Lightning checkpoints, rosinality StyleGAN2 and PGGAN files,
+PyTorch-tutorial DCGAN files."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +13,8 @@ from common.errors import UserInputError
 from priors.base import LayeredPrior
 
 PRIOR_FORMAT = "genprior/prior-v1"
+#: a key only rosinality/progressive-gan-pytorch generators have
+PGGAN_KEY = "progression.0.conv.0.conv.weight_orig"
 
 
 def save_prior(payload: dict, path: str | os.PathLike) -> Path:
@@ -27,16 +30,20 @@ def save_prior(payload: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-def _read(path: Path) -> dict:
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint dict, read with weights-only unpickling (a pickled rosinality PGGAN generator: its parameters)."""
+    from priors.pggan import PICKLED_GLOBALS, unpickled_state
+
+    path = Path(path)
     if not path.is_file():
         raise UserInputError(
             f"prior checkpoint {path} does not exist; train one with `python train.py` "
             f"(writes outputs/priors/<model>_<data>.pt) or pass prior.checkpoint=PATH"
         )
     try:
-        # rosinality's training checkpoints carry their argparse.Namespace under "args"
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        # rosinality's StyleGAN2 training checkpoints carry their argparse.Namespace under "args"
+        with torch.serialization.safe_globals([argparse.Namespace, *PICKLED_GLOBALS]):
+            obj = unpickled_state(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as err:  # noqa: BLE001 - any failure here means an unreadable file
         raise UserInputError(f"prior checkpoint {path} could not be read ({type(err).__name__}); "
                              f"the file is corrupt or not a torch checkpoint") from None
@@ -64,16 +71,21 @@ def load_prior(path: str | os.PathLike, **overrides) -> LayeredPrior:
     * files written by :func:`save_prior` (``python train.py`` exports them),
     * Lightning checkpoints of our training modules (``hyper_parameters.prior`` + ``prior.*`` weights),
     * rosinality stylegan2-pytorch checkpoints (top-level ``g_ema``); ``overrides`` go to that loader,
+    * rosinality progressive-gan-pytorch generator state dicts (bare or under ``g_running`` / ``generator``),
     * PyTorch-tutorial DCGAN generators (``netG_state_dict`` or its bare ``main.*`` state dict).
     """
     path = Path(path)
-    obj = _read(path)
+    obj = read_checkpoint(path)
     if obj.get("format") == PRIOR_FORMAT:
         prior = _build(obj["prior_config"], obj["state_dict"], path)
     elif "g_ema" in obj:
         from priors.stylegan2 import load_rosinality
 
         prior = load_rosinality(obj, **overrides)
+    elif any(PGGAN_KEY in part for part in (obj, obj.get("g_running", {}), obj.get("generator", {}))):
+        from priors.pggan import load_rosinality_pggan
+
+        prior = load_rosinality_pggan(obj, **overrides)
     elif "netG_state_dict" in obj or "main.0.weight" in obj:
         from priors.dcgan import load_tutorial_dcgan
 
@@ -84,7 +96,8 @@ def load_prior(path: str | os.PathLike, **overrides) -> LayeredPrior:
     else:
         raise UserInputError(
             f"prior checkpoint {path} has an unknown format (keys: {sorted(obj)[:6]}); expected a file from "
-            f"`python train.py`, a Lightning checkpoint of it, a rosinality StyleGAN2 or a PyTorch-tutorial DCGAN checkpoint"
+            f"`python train.py`, a Lightning checkpoint of it, a rosinality StyleGAN2 / PGGAN or a PyTorch-tutorial "
+            f"DCGAN checkpoint"
         )
     prior.eval().requires_grad_(False)
     return prior

@@ -27,7 +27,8 @@ from torch.nn import functional as F
 
 from common.errors import UserInputError
 from priors.base import LayeredPrior, Representation
-from priors.stylegan2_ops import ConstantInput, ConvLayer, EqualLinear, PixelNorm, ResBlock, StyledConv, ToRGB
+from priors.stylegan2_ops import (ConstantInput, ConvLayer, EqualLinear, PixelNorm, ResBlock, StyledConv, ToRGB,
+                                  minibatch_stddev)
 
 NOISE_PREFIX = "noise."
 #: seed of the fixed noise maps of a freshly built generator (overwritten by checkpoints that have them)
@@ -217,15 +218,8 @@ class StyleGAN2Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] → logits (N, 1)."""
-        out = self.convs(x)
-        batch, channel, height, width = out.shape
-        group = min(batch, self.stddev_group)
-        while batch % group:  # rosinality needs batch % group == 0; fall back to the largest divisor
-            group -= 1
-        std = out.view(group, -1, self.stddev_feat, channel // self.stddev_feat, height, width)
-        std = torch.sqrt(std.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
-        out = torch.cat([out, std.repeat(group, 1, height, width)], 1)
-        return self.final_linear(self.final_conv(out).view(batch, -1))
+        out = minibatch_stddev(self.convs(x), self.stddev_group, self.stddev_feat)
+        return self.final_linear(self.final_conv(out).flatten(1))
 
 
 # -- rosinality checkpoints ----------------------------------------------------------------

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from priors.dcgan import DCGANPrior
+from priors.pggan import PGGANPrior
 from priors.stylegan2 import StyleGAN2Prior
 from priors.vae import VAE
 
@@ -18,6 +19,9 @@ def small_priors():
         "dcgan_64": DCGANPrior(size=64, channels=3, latent_dim=100, width=4),
         "dcgan_32_gray": DCGANPrior(size=32, channels=1, latent_dim=100, width=4),
         "dcgan_28_gray": DCGANPrior(size=28, channels=1, latent_dim=100, width=4),
+        "pggan_32_gray": PGGANPrior(size=32, channels=1, latent_dim=16, max_channels=8, channel_base=128),
+        "pggan_16_rgb_label": PGGANPrior(size=16, channels=3, latent_dim=8, widths=[8, 6, 4], n_label=2, label=1,
+                                         equalized_rgb=False),
     }
 
 
