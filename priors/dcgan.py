@@ -57,6 +57,7 @@ class DCGANPrior(LayeredPrior):
                                         nn.BatchNorm2d(c_out), nn.ReLU()))
         blocks.append(nn.Sequential(nn.ConvTranspose2d(chans[-2], chans[-1], 4, 2, 1, bias=False), nn.Tanh()))
         self.blocks = nn.ModuleList(blocks)
+        tutorial_init(self)
 
     def config(self) -> dict:
         return {"_target_": f"{__name__}.{type(self).__name__}", "size": self.size, "channels": self.img_channels,
@@ -103,12 +104,13 @@ class DCGANDiscriminator(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
         layers.append(nn.Conv2d(chans[-1], 1, res[0], 1, 0, bias=False))
         self.main = nn.Sequential(*layers)
+        tutorial_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x).flatten(1)
 
 
-def init_weights(module: nn.Module) -> None:
+def tutorial_init(module: nn.Module) -> None:
     """The tutorial's initialisation: conv weights N(0, 0.02), batch-norm scale N(1, 0.02), shift 0."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from common.errors import UserInputError
-from priors.dcgan import DCGANDiscriminator, DCGANPrior, init_weights, load_tutorial_dcgan
+from priors.dcgan import DCGANDiscriminator, DCGANPrior, load_tutorial_dcgan
 from priors.io import load_prior
 
 
@@ -21,7 +21,6 @@ def face_generator_file() -> Path:
 def test_shapes_range_and_split_points(size, channels, layers):
     torch.manual_seed(0)
     prior = DCGANPrior(size=size, channels=channels, width=8)
-    init_weights(prior)
     prior.eval()
     assert prior.num_layers == layers and len(prior.layer_names) == layers + 1
     z = prior.sample_latent(3, generator=torch.Generator().manual_seed(0))

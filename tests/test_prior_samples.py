@@ -5,7 +5,7 @@ import torch
 from common.errors import UserInputError
 from common.randomness import sample_generators
 from datamodules import PriorSamplesDataModule
-from priors.dcgan import DCGANPrior, init_weights
+from priors.dcgan import DCGANPrior
 from priors.io import load_prior, save_prior
 
 
@@ -13,7 +13,6 @@ from priors.io import load_prior, save_prior
 def dcgan_file(tmp_path_factory):
     torch.manual_seed(0)
     prior = DCGANPrior(size=28, channels=1, width=4)
-    init_weights(prior)
     path = tmp_path_factory.mktemp("prior") / "dcgan.pt"
     return save_prior({"prior_config": prior.config(), "state_dict": prior.state_dict(), "extra": {}}, path)
 
