@@ -24,7 +24,7 @@ def train(cfg: DictConfig) -> Path:
     from common.cli import check_seed
     from common.instantiate import instantiate, instantiate_trainer
 
-    from lightning_modules.callbacks import ExportPrior
+    from lightning_modules.callbacks import ExportPrior, SampleQualityMonitor
 
     check_seed(cfg.seed)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -46,6 +46,10 @@ def train(cfg: DictConfig) -> Path:
         ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True),
         ExportPrior(run_dir / "prior.pt", cfg.export_path),
     ]
+    if cfg.sample_quality.every_n_steps:
+        monitor = SampleQualityMonitor(**cfg.sample_quality)
+        monitor.prepare(datamodule)  # trains or loads the data's classifier; unlabelled data is refused here
+        callbacks.append(monitor)
     trainer = instantiate_trainer(cfg.trainer, logger=logger, callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     return run_dir / "prior.pt"

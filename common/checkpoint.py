@@ -32,6 +32,7 @@ BUILDABLE: dict[str, tuple[str, ...]] = {
         "priors.vae.VAE",
         "priors.stylegan2.StyleGAN2Prior",
         "priors.pggan.PGGANPrior",
+        "priors.dcgan.DCGANPrior",
     ),
     "encoder": (
         "priors.encoders.MLPEncoder",
@@ -51,6 +52,7 @@ FORMAT_NAMES = {
     "lightning": "a Lightning training checkpoint",
     "rosinality": "a rosinality StyleGAN2 checkpoint",
     "rosinality_pggan": "a rosinality progressive-gan-pytorch generator",
+    "dcgan_tutorial": "a PyTorch-tutorial DCGAN generator",
     "measurements": "a measurement file of `python invert.py save_measurements=true` (it belongs in measurements=)",
     "operator": "an operator file",
 }
@@ -82,7 +84,8 @@ def read_checkpoint(path: str | os.PathLike, what: str, missing_hint: str = "") 
 
 
 def checkpoint_format(obj: dict) -> str | None:
-    """``"prior"``, ``"encoder"``, ``"lightning"``, ``"rosinality"``, ``"rosinality_pggan"``, ``"measurements"``,
+    """``"prior"``, ``"encoder"``, ``"lightning"``, ``"rosinality"``, ``"rosinality_pggan"``, ``"dcgan_tutorial"``,
+    ``"measurements"``,
     ``"operator"`` or None."""
     fmt = obj.get("format")
     if fmt == PRIOR_FORMAT:
@@ -93,6 +96,8 @@ def checkpoint_format(obj: dict) -> str | None:
         return "rosinality"
     if any(isinstance(part, dict) and PGGAN_KEY in part for part in (obj, obj.get("g_running"), obj.get("generator"))):
         return "rosinality_pggan"
+    if "netG_state_dict" in obj or "main.0.weight" in obj:
+        return "dcgan_tutorial"
     if isinstance(obj.get("state_dict"), dict) and "pytorch-lightning_version" in obj:
         return "lightning"
     if {"y", "index", "operator"} <= set(obj):

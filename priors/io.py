@@ -1,4 +1,5 @@
-"""Saving and loading priors: our exported files, Lightning checkpoints, rosinality StyleGAN2 and PGGAN files.
+"""Saving and loading priors: our exported files, Lightning checkpoints, rosinality StyleGAN2 and PGGAN files,
+PyTorch-tutorial DCGAN files.
 
 Reading goes through :mod:`common.checkpoint` (weights-only loading, allowlisted classes).
 """
@@ -47,7 +48,8 @@ def load_prior(path: str | os.PathLike, **overrides) -> LayeredPrior:
     * files written by :func:`save_prior` (``python train.py`` exports them),
     * Lightning checkpoints of our training modules (``hyper_parameters.prior`` + ``prior.*`` weights),
     * rosinality stylegan2-pytorch checkpoints (top-level ``g_ema``); ``overrides`` go to that loader,
-    * rosinality progressive-gan-pytorch generators (pickled, bare or under ``g_running`` / ``generator``).
+    * rosinality progressive-gan-pytorch generators (pickled, bare or under ``g_running`` / ``generator``),
+    * PyTorch-tutorial DCGAN generators (``netG_state_dict`` or its bare ``main.*`` state dict).
 
     Refused with one line: unreadable files, other formats, classes outside
     :data:`common.checkpoint.BUILDABLE`, arguments that are not plain data, NaN/Inf weights.
@@ -72,12 +74,17 @@ def load_prior(path: str | os.PathLike, **overrides) -> LayeredPrior:
 
         prior = load_rosinality_pggan(obj, **overrides)
         check_finite(prior.state_dict(), where)
+    elif fmt == "dcgan_tutorial":
+        from priors.dcgan import load_tutorial_dcgan
+
+        prior = load_tutorial_dcgan(obj, where)
+        check_finite(prior.state_dict(), where)
     elif fmt == "lightning" and isinstance(obj.get("hyper_parameters"), dict) and "prior" in obj["hyper_parameters"]:
         weights = {k[len("prior."):]: v for k, v in obj["state_dict"].items() if k.startswith("prior.")}
         prior = _build(obj["hyper_parameters"]["prior"], weights, where)
     else:
         raise UserInputError(
             f"{where} is {describe_format(obj)}, not a prior; expected a file from `python train.py`, "
-            f"a Lightning checkpoint of it, or a rosinality StyleGAN2 / PGGAN checkpoint")
+            f"a Lightning checkpoint of it, a rosinality StyleGAN2 / PGGAN or a PyTorch-tutorial DCGAN checkpoint")
     prior.eval().requires_grad_(False)
     return prior
