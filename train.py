@@ -22,7 +22,7 @@ def train(cfg: DictConfig) -> Path:
 
     from common.instantiate import instantiate
 
-    from lightning_modules.callbacks import ExportPrior
+    from lightning_modules.callbacks import ExportPrior, SampleQualityMonitor
 
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
         raise UserInputError(f"ckpt_path {cfg.ckpt_path} does not exist; pass an existing Lightning checkpoint or null")
@@ -43,6 +43,10 @@ def train(cfg: DictConfig) -> Path:
         ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True),
         ExportPrior(run_dir / "prior.pt", cfg.export_path),
     ]
+    if cfg.sample_quality.every_n_steps:
+        monitor = SampleQualityMonitor(**cfg.sample_quality)
+        monitor.prepare(datamodule)  # trains or loads the data's classifier; unlabelled data is refused here
+        callbacks.append(monitor)
     trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     return run_dir / "prior.pt"

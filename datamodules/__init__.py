@@ -5,6 +5,7 @@ from datamodules.celeba import CelebADataModule
 from datamodules.idx_datamodules import EMNISTDataModule, FashionMNISTDataModule, IdxDataModule, MNISTDataModule
 from datamodules.image_folder import FFHQDataModule, ImageFolderDataModule
 from datamodules.mnist_embedded import EmbeddedMNISTDataModule
+from datamodules.prior_samples import PriorSamplesDataModule
 from datamodules.transforms import ImageTransform
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "ImageFolderDataModule",
     "ImageTransform",
     "MNISTDataModule",
+    "PriorSamplesDataModule",
     "carve_splits",
 ]

@@ -140,6 +140,10 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
 
         Raise :class:`UserInputError` when the files are missing."""
 
+    def load_labels(self) -> dict[str, np.ndarray] | None:
+        """Class labels aligned with :meth:`load_pools` (same keys and order), or None for unlabelled data."""
+        return None
+
     # -- derived ------------------------------------------------------------------------
     @property
     def channels(self) -> int:
@@ -160,9 +164,11 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
         missing = {name: size for name, size in (("test", self.test_size), ("val", self.val_size)) if name not in pools}
         carved = carve_splits(len(pools["train"]), missing, self.split_seed)
         sets = {name: ImageDataset(pools["train"], ids, self.transform) for name, ids in carved.items()}
+        self.split_pools = dict.fromkeys(carved, "train")
         for name in SPLITS:
             if name not in sets:
                 sets[name] = ImageDataset(pools[name], np.arange(len(pools[name])), self.transform)
+                self.split_pools[name] = name
         self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
 
     def _loader(self, dataset: ImageDataset | None, shuffle: bool) -> DataLoader:
@@ -189,6 +195,15 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
     def predict_dataloader(self) -> DataLoader:
         """The test split in index order (what inversion runs iterate over)."""
         return self._loader(self.test_set, shuffle=False)
+
+    def labels(self, name: str) -> np.ndarray:
+        """Class labels of split ``name`` in index order; refused for unlabelled datasets."""
+        dataset = self.split(name)
+        labels = self.load_labels()
+        if labels is None:
+            raise UserInputError(f"{type(self).__name__} has no class labels; this needs labelled data "
+                                 f"such as data=mnist_embedded, mnist, fashion_mnist or emnist")
+        return np.asarray(labels[self.split_pools["test" if name == "predict" else name]])[dataset.source_ids]
 
     def split(self, name: str) -> ImageDataset:
         """The dataset of split ``name`` (``"train"``, ``"val"``, ``"test"``, or ``"predict"`` = test)."""

@@ -87,6 +87,19 @@ class IdxDataModule(ImageDataModule):
             pools[split] = np.ascontiguousarray(images.transpose(0, 2, 1)) if self.transposed else images
         return pools
 
+    def load_labels(self) -> dict[str, np.ndarray]:
+        """The IDX label files next to the image files (``...-labels-idx1-ubyte``)."""
+        root = resolve_root(self.root)
+        labels = {}
+        for (split, name), images in zip(self.file_names().items(), self.locate(root).values()):
+            name = name.replace("-images-idx3-", "-labels-idx1-")
+            path = find_idx_file(images.parent, name) if images is not None else None
+            if path is None:
+                raise UserInputError(f"no {self.dataset_name} label file {name}[.gz] next to the images under {root}; "
+                                     f"copy the label IDX files there")
+            labels[split] = read_idx(path).astype(np.int64)
+        return labels
+
 
 class MNISTDataModule(IdxDataModule):
     """MNIST (LeCun et al.): 60,000 train / 10,000 test 28×28 digits."""

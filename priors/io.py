@@ -1,4 +1,5 @@
-"""Saving and loading priors: our exported files, Lightning checkpoints, rosinality StyleGAN2 and PGGAN files."""
+"""Saving and loading priors: our exported files, Lightning checkpoints, rosinality StyleGAN2 and PGGAN files,
+PyTorch-tutorial DCGAN files."""
 from __future__ import annotations
 
 import argparse
@@ -83,7 +84,8 @@ def load_prior(path: str | os.PathLike, **overrides) -> LayeredPrior:
     * files written by :func:`save_prior` (``python train.py`` exports them),
     * Lightning checkpoints of our training modules (``hyper_parameters.prior`` + ``prior.*`` weights),
     * rosinality stylegan2-pytorch checkpoints (top-level ``g_ema``); ``overrides`` go to that loader,
-    * rosinality progressive-gan-pytorch generator state dicts (bare or under ``g_running`` / ``generator``).
+    * rosinality progressive-gan-pytorch generator state dicts (bare or under ``g_running`` / ``generator``),
+    * PyTorch-tutorial DCGAN generators (``netG_state_dict`` or its bare ``main.*`` state dict).
     """
     path = Path(path)
     obj = read_checkpoint(path)
@@ -97,13 +99,18 @@ def load_prior(path: str | os.PathLike, **overrides) -> LayeredPrior:
         from priors.pggan import load_rosinality_pggan
 
         prior = load_rosinality_pggan(obj, **overrides)
+    elif "netG_state_dict" in obj or "main.0.weight" in obj:
+        from priors.dcgan import load_tutorial_dcgan
+
+        prior = load_tutorial_dcgan(obj, f"prior checkpoint {path}")
     elif "state_dict" in obj and "prior" in obj.get("hyper_parameters", {}):
         weights = {k[len("prior."):]: v for k, v in obj["state_dict"].items() if k.startswith("prior.")}
         prior = _build(obj["hyper_parameters"]["prior"], weights, path)
     else:
         raise UserInputError(
             f"prior checkpoint {path} has an unknown format (keys: {sorted(obj)[:6]}); expected a file from "
-            f"`python train.py`, a Lightning checkpoint of it, or a rosinality StyleGAN2 / PGGAN checkpoint"
+            f"`python train.py`, a Lightning checkpoint of it, a rosinality StyleGAN2 / PGGAN or a PyTorch-tutorial "
+            f"DCGAN checkpoint"
         )
     prior.eval().requires_grad_(False)
     return prior

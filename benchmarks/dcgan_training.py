@@ -1,0 +1,174 @@
+"""DCGAN and RTIL-DCGAN trained on the default data (5,000 MNIST digits, 28×28) with the configs users
+train (``conf/model/dcgan.yaml``, ``rtil_dcgan.yaml``), scored during training by the sample-quality
+FD / IS (evaluation/sample_quality.py: features of the project's classifier of the data, NOT comparable
+with Inception-v3 FIDs).
+
+For each model: ``trainer.fit`` for ``--iterations`` iterations (batch 64), FD / IS of the exported
+(EMA) generator every ``--eval-every`` iterations on ``--samples`` seeded samples against the 4,000
+train digits; training time excludes the evaluations. Reported: the FD curve over iterations and
+training seconds, the first time FD ≤ each of ``--targets``, and for scale the FD / IS of the 500
+held-out real test digits and of uniform noise against the same train digits.
+
+    python benchmarks/dcgan_training.py                  # both models, 3000 iterations each
+    python benchmarks/dcgan_training.py --quick          # 20 iterations (smoke test)
+
+Writes benchmarks/results/dcgan_training.json (--quick: to the system temp folder), a PNG grid of
+samples of both generators next to it, and the two priors under outputs/benchmarks/dcgan_training/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch import Callback
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results"
+MODELS = ("dcgan", "rtil_dcgan")
+
+
+class TrainingClock(Callback):
+    """Seconds spent inside training batches (evaluations in later callbacks are not counted)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.at_step: dict[int, float] = {}
+
+    def on_train_batch_start(self, *args):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, *args):
+        self.seconds += time.perf_counter() - self._start
+        self.at_step[trainer.global_step] = self.seconds
+
+
+def compose(model: str, batch: int):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=[f"model={model}", f"data.batch_size={batch}"])
+
+
+def train(model: str, args, datamodule, quality) -> tuple[dict, torch.nn.Module]:
+    from common.instantiate import instantiate
+    from lightning_modules.callbacks import SampleQualityMonitor
+
+    cfg = compose(model, args.batch)
+    pl.seed_everything(0, verbose=False)
+    module = instantiate(cfg.model.module)
+    steps_per_iteration = 2  # BCE: a D step and a G step, no lazy regularizer
+    clock = TrainingClock()
+    monitor = SampleQualityMonitor(every_n_steps=args.eval_every * steps_per_iteration, num_samples=args.samples,
+                                   max_real=None)
+    monitor.metric = quality  # the classifier and real statistics are shared by both runs
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         max_steps=args.iterations * steps_per_iteration, max_epochs=-1, callbacks=[clock, monitor])
+    trainer.fit(module, datamodule=datamodule)
+    curve = [{"iteration": r["step"] // steps_per_iteration, "train_seconds": clock.at_step[r["step"]],
+              "fd": r["fd"], "is": r["is"]} for r in monitor.history]
+    reached = {str(t): next(({"iteration": r["iteration"], "train_seconds": r["train_seconds"]}
+                             for r in curve if r["fd"] <= t), None) for t in args.targets}
+    row = {"model": model, "members": [list(m) for m in module.members], "loss": repr(module.loss),
+           "generator_parameters": sum(p.numel() for p in module.generator.parameters()),
+           "discriminator_parameters": sum(p.numel() for p in module.discriminator.parameters()),
+           "iterations": int(module.iteration), "train_seconds": clock.seconds,
+           "iterations_per_second": int(module.iteration) / clock.seconds, "curve": curve,
+           "final": curve[-1], "first_reached": reached}
+    return row, module
+
+
+def save_grid(priors: dict, path: Path, n: int = 64) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    fig, axes = plt.subplots(1, len(priors), figsize=(4.2 * len(priors), 4.6))
+    for ax, (name, (prior, fd)) in zip(list(axes) if len(priors) > 1 else [axes], priors.items()):
+        with torch.no_grad():
+            x = prior(prior.sample_latent(n, generator=torch.Generator().manual_seed(0)))
+        ax.imshow(make_grid(x, nrow=8, padding=1, pad_value=1.0).permute(1, 2, 0).numpy())
+        ax.set_title(f"{name}: FD {fd:.1f}")
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--targets", type=float, nargs="+", default=[100.0, 50.0, 25.0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="20 iterations, results in the temp folder")
+    args = parser.parse_args()
+    if args.quick:
+        args.iterations, args.eval_every, args.samples = 20, 10, 200
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("WANDB_MODE", "offline")
+
+    from common.instantiate import instantiate
+    from evaluation.sample_quality import sample_quality_for, split_images
+    from priors.io import load_prior, save_prior
+
+    started = time.time()
+    datamodule = instantiate(compose(MODELS[0], args.batch).data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    quality, classifier = sample_quality_for(datamodule, max_real=None)
+    test = split_images(datamodule, "test")
+    reference = {"real_test_digits": quality(test), "uniform_noise": quality(torch.rand(test.shape, generator=torch.Generator().manual_seed(0)))}
+    print(f"reference: real test digits FD {reference['real_test_digits']['fd']:.2f} IS {reference['real_test_digits']['is']:.2f}; "
+          f"noise FD {reference['uniform_noise']['fd']:.1f}", flush=True)
+
+    out_dir = Path(tempfile.gettempdir()) / "dcgan_training_quick" if args.quick else RESULTS
+    prior_dir = out_dir if args.quick else ROOT / "outputs" / "benchmarks" / "dcgan_training"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prior_dir.mkdir(parents=True, exist_ok=True)
+    rows, priors = [], {}
+    for model in args.models:
+        row, module = train(model, args, datamodule, quality)
+        path = save_prior(module.export_prior(), prior_dir / f"{model}.pt")
+        row["prior"] = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+        priors[model] = (load_prior(path), row["final"]["fd"])
+        rows.append(row)
+        reached = ", ".join(f"FD<={t}: " + (f"{r['train_seconds']:.0f}s (it {r['iteration']})" if r else "not reached")
+                            for t, r in row["first_reached"].items())
+        print(f"{model:11s} {row['iterations']} it in {row['train_seconds']:.0f}s ({row['iterations_per_second']:.2f} it/s)  "
+              f"final FD {row['final']['fd']:.2f} IS {row['final']['is']:.2f}  {reached}", flush=True)
+    save_grid(priors, out_dir / "dcgan_training.png")
+    result = {
+        "command": "python benchmarks/dcgan_training.py " + " ".join(sys.argv[1:]),
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                    "threads": args.threads},
+        "note": ("2-core CPU shared with other jobs (load average ~10-18 during the run): times are upper bounds; "
+                 "FD/IS are in the feature space of the project's MNIST classifier, not Inception-v3"),
+        "data": "mnist_embedded (4000 train digits; FD against all of them)",
+        "settings": {"iterations": args.iterations, "eval_every": args.eval_every, "samples": args.samples,
+                     "batch": args.batch, "targets": args.targets},
+        "classifier": {k: v for k, v in classifier.items() if k != "path"},
+        "reference": reference, "rows": rows, "wall_seconds": time.time() - started,
+    }
+    (out_dir / "dcgan_training.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {out_dir / 'dcgan_training.json'} and {out_dir / 'dcgan_training.png'}")
+
+
+if __name__ == "__main__":
+    main()
