@@ -72,11 +72,13 @@ def measure(model: str, batch: int, iterations: int, overrides: list[str]) -> di
                          callbacks=[timer])
     trainer.fit(module, DataLoader(data, batch_size=batch))
     per_iteration = sum(timer.seconds[1:]) / len(timer.seconds[1:])
-    row = {"model": model, "overrides": overrides, "image_shape": list(shape), "batch": batch,
+    row = {"model": model, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "overrides": overrides,
+           "image_shape": list(shape), "batch": batch,
            "loss": repr(module.loss), "members": [list(m) for m in module.members],
            "generator_parameters": sum(p.numel() for p in module.generator.parameters()),
            "discriminator_parameters": sum(p.numel() for p in module.discriminator.parameters()),
-           "iterations_timed": len(timer.seconds) - 1, "seconds_per_iteration": per_iteration,
+           "threads": torch.get_num_threads(), "iterations_timed": len(timer.seconds) - 1,
+           "seconds_per_iteration": per_iteration,
            "iterations_per_second": 1.0 / per_iteration, "images_per_second": batch / per_iteration}
     if hasattr(module, "level"):
         row["resolution"] = module.resolution
@@ -106,21 +108,25 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--iterations", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--update", action="store_true",
+                        help="keep the rows of other models already in the results file (measured at another time)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("WANDB_MODE", "offline")
     rows = []
+    if args.update and RESULTS.exists():
+        rows = [r for r in json.loads(RESULTS.read_text())["rows"] if r["model"] not in args.models]
     for model, overrides in runs(args.models):
         row = measure(model, args.batch, args.iterations, overrides)
         rows.append(row)
-        where = f"{row['resolution']}x{row['resolution']}" if "resolution" in row else "x".join(map(str, row["image_shape"][1:]))
-        print(f"{model:15s} {where:>7s}  batch {row['batch']}  {row['iterations_per_second']:7.3f} it/s  "
+        size = row.get("resolution", row["image_shape"][-1])
+        print(f"{model:15s} {f'{size}x{size}':>7s}  batch {row['batch']}  {row['iterations_per_second']:7.3f} it/s  "
               f"{row['images_per_second']:7.1f} img/s  members {[k for k, _ in row['members']]}  "
               f"G {row['generator_parameters']:,} D {row['discriminator_parameters']:,}  {row['loss']}", flush=True)
     result = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": args.threads},
               "note": "measured on a 2-core CPU shared with other jobs (contention): relative figures only",
-              "batch": args.batch, "iterations": args.iterations, "rows": rows}
+              "rows": rows}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {RESULTS}")

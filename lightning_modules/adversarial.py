@@ -3,8 +3,8 @@
 One iteration: a discriminator step (the configured loss; its lazy regularizer every
 ``loss.reg_every`` iterations), a generator step (plus the architecture's lazy generator
 regularizer every ``g_reg_every`` iterations), then the EMA update of ``self.prior``, the
-generator that gets exported (parameters averaged, buffers such as batch-norm statistics copied). Manual optimization; under DDP the module averages gradients
-itself (one all-reduce per optimizer step).
+generator that gets exported (parameters averaged, buffers such as batch-norm statistics copied).
+Manual optimization; under DDP the module averages gradients itself (one all-reduce per optimizer step).
 
 RTIL: the family G̃_k(z_0, z_1..z_k) adds z_j ~ N(0, σ² I) to the representation's ``"state"``
 after the split points j <= k (``rtil.cumulative: true``) or only after split k (``false``,

@@ -33,7 +33,8 @@ def r1_penalty(real_pred: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 def mixture_scores(discriminate: Critic, real: torch.Tensor, fakes: Fakes):
     real_pred = discriminate(real)
     fake_preds = [(w, discriminate(img)) for w, img in fakes]
-    return real_pred, fake_preds, {"real_score": real_pred.mean(), "fake_score": sum(w * p.mean() for w, p in fake_preds)}
+    fake_score = sum(w * p.mean() for w, p in fake_preds)
+    return real_pred, fake_preds, {"real_score": real_pred.mean(), "fake_score": fake_score}
 
 
 class Logistic:
@@ -71,6 +72,9 @@ class BCE(Logistic):
 
     def __init__(self):
         super().__init__(r1=0.0, reg_every=0)
+
+    def __repr__(self) -> str:
+        return "BCE()"
 
 
 class WGANGP:

@@ -36,8 +36,9 @@ class GrowthSchedule:
         res = [int(r) for r in resolutions]
         if not res or res[-1] != size or res[0] < 4 or any(b != 2 * a for a, b in zip(res, res[1:])) \
                 or res[0] & (res[0] - 1):
+            example = [4 * 2 ** i for i in range(int(math.log2(size)) - 1)]
             raise UserInputError(f"growing.resolutions {res} must double from a power of two >= 4 up to the "
-                                 f"generator's size {size} (data.image_size), e.g. {[4 * 2 ** i for i in range(int(math.log2(size)) - 1)]}")
+                                 f"generator's size {size} (data.image_size), e.g. {example}")
         if fade_images < 1 or stable_images < 1:
             raise UserInputError(f"growing.fade_images={fade_images} and stable_images={stable_images} must be >= 1")
         self.levels = [int(math.log2(r)) - 2 for r in res]

@@ -3,6 +3,7 @@ PyTorch-tutorial DCGAN files."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 from pathlib import Path
 
@@ -52,7 +53,19 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return obj
 
 
+def prior_class(config, path) -> type:
+    """The class a prior config from a file names; only the project's own priors are allowed."""
+    target = config.get("_target_") if isinstance(config, dict) else None
+    module, _, name = str(target).rpartition(".")
+    cls = getattr(importlib.import_module(module), name, None) if module.split(".")[0] == "priors" else None
+    if not (isinstance(cls, type) and issubclass(cls, LayeredPrior)):
+        raise UserInputError(f"prior checkpoint {path} names {target!r} as its architecture; only the project's "
+                             f"priors (LayeredPrior classes in priors/) are built from files")
+    return cls
+
+
 def _build(config: dict, state_dict: dict, path: Path) -> LayeredPrior:
+    prior_class(config, path)
     try:
         prior = instantiate(config)
     except Exception as err:  # noqa: BLE001

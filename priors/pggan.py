@@ -15,7 +15,6 @@ to [0, 1]). Widths per resolution: ``widths`` (a list, or ``"table2"`` for RTIL 
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Sequence
 
@@ -153,9 +152,10 @@ class PGGANDiscriminator(nn.Module):
         w = pggan_widths(size, widths, max_channels, channel_base)
         self.stddev_group = stddev_group
         self.from_rgb = nn.ModuleList(EqualConv2d(channels, c, 1, gain=SQRT2) for c in w)
-        self.blocks = nn.ModuleList([nn.Identity()] + [nn.ModuleList([EqualConv2d(w[i], w[i], 3, padding=1, gain=SQRT2),
-                                                                      EqualConv2d(w[i], w[i - 1], 3, padding=1, gain=SQRT2)])
-                                                       for i in range(1, len(w))])
+        # blocks[i] reads resolution 4·2^i and halves it; the 4x4 end is the final convs
+        self.blocks = nn.ModuleList([nn.Identity()] + [
+            nn.ModuleList([EqualConv2d(w[i], w[i], 3, padding=1, gain=SQRT2),
+                           EqualConv2d(w[i], w[i - 1], 3, padding=1, gain=SQRT2)]) for i in range(1, len(w))])
         self.final_conv = EqualConv2d(w[0] + 1, w[0], 3, padding=1, gain=SQRT2)
         self.final_conv4 = EqualConv2d(w[0], w[0], 4, gain=SQRT2)
         self.final_linear = EqualLinear(w[0], 1)
@@ -251,7 +251,8 @@ def load_rosinality_pggan(path_or_dict, size: int | None = None, label: int = 0)
     full = 4 * 2 ** (n_blocks - 1)
     size = full if size is None else size
     if size > full or size < 4 or size & (size - 1):
-        raise UserInputError(f"PGGAN checkpoint generates up to {full}x{full}; size={size} is not a power of two <= {full}")
+        raise UserInputError(f"PGGAN checkpoint generates up to {full}x{full}; "
+                             f"size={size} is not a power of two <= {full}")
     n_label = state["label_embed.weight"].shape[0] if "label_embed.weight" in state else 0
     in_channels = state["progression.0.conv.0.conv.weight_orig"].shape[1]
     prior = PGGANPrior(size=size, channels=state["to_rgb.0.weight"].shape[0], latent_dim=in_channels - n_label,

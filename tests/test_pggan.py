@@ -18,7 +18,7 @@ from common.errors import UserInputError
 from common.instantiate import instantiate
 from lightning_modules.progressive import GrowthSchedule, ProgressiveGANModule
 from priors.io import load_prior
-from priors.pggan import PGGANDiscriminator, PGGANPrior, load_rosinality_pggan, pggan_widths
+from priors.pggan import PGGANPrior, load_rosinality_pggan, pggan_widths
 from tests.cli import run_cli
 
 torch.set_num_threads(1)
@@ -259,7 +259,8 @@ def save_pickled_rosinality_generator(state: dict, path: Path) -> None:
             convs = [EqualConv2d(state[f"progression.{b}.conv.{j}.conv.weight_orig"],
                                  state[f"progression.{b}.conv.{j}.conv.bias"], 3 if b == 0 and j == 0 else 1)
                      for j in (0, 3)]
-            self.conv = nn.Sequential(convs[0], PixelNorm(), nn.LeakyReLU(0.2), convs[1], PixelNorm(), nn.LeakyReLU(0.2))
+            self.conv = nn.Sequential(convs[0], PixelNorm(), nn.LeakyReLU(0.2),
+                                      convs[1], PixelNorm(), nn.LeakyReLU(0.2))
 
     class Generator(nn.Module):
         def __init__(self, n_blocks):
@@ -342,3 +343,12 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, override, needle
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr[-2000:]
     assert not export.exists() and not (out / "checkpoints").exists() and not (out / "prior.pt").exists()
+
+
+def test_a_prior_file_naming_a_class_outside_the_priors_is_refused(tmp_path):
+    from priors.io import PRIOR_FORMAT
+
+    for target in ("os.system", "torch.nn.Linear", "priors.io.Path"):
+        torch.save({"format": PRIOR_FORMAT, "prior_config": {"_target_": target}, "state_dict": {}}, tmp_path / "x.pt")
+        with pytest.raises(UserInputError, match="only the project's priors"):
+            load_prior(tmp_path / "x.pt")
