@@ -14,6 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from common.cli import check_overrides
 from common.errors import UserInputError, exit_on_user_error
+from common.runs import register_resolvers
+
+register_resolvers()
 
 
 def _positive_int(cfg: DictConfig, key: str) -> int:
@@ -89,8 +92,9 @@ def invert(cfg: DictConfig) -> dict | None:
 
     from common.instantiate import instantiate
 
+    from common.runs import claim_run
     from evaluation.report import write_report
-    from lightning_modules.inversion import InversionModule, read_parts
+    from lightning_modules.inversion import ContiguousShards, InversionModule, check_resume, read_parts, results_config
     from priors.io import load_prior
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -126,15 +130,20 @@ def invert(cfg: DictConfig) -> dict | None:
 
     # a test-split subset's sample indices are its positions; a measurement file lists its own
     wanted = [int(d["index"]) for d in dataset] if cfg.measurements else list(range(len(dataset)))
+    owner_token = claim_run(out_dir, "invert.py run")
+    files = {"prior": cfg.prior.checkpoint, "init.checkpoint": cfg.init.get("checkpoint")} if requires_prior else {}
+    check_resume(out_dir, results_config(OmegaConf.to_container(cfg, resolve=True),
+                                         {**files, "measurements": cfg.measurements}))
     done = read_parts(out_dir)
     todo = [j for j, i in enumerate(wanted) if i not in done]
     if done:
         print(f"resuming in {out_dir}: {len(dataset) - len(todo)} of {len(dataset)} images already solved")
-    module = InversionModule(solver, operator, method, cfg.seed, out_dir)
+    module = InversionModule(solver, operator, method, cfg.seed, out_dir, owner_token=owner_token)
     if todo:
         logger = instantiate(cfg.logger) if cfg.get("logger") else False
-        trainer = instantiate(cfg.trainer, logger=logger, callbacks=[])
-        loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, shuffle=False,
+        # our own sharding: Lightning's pads (or fails) when a rank has no image left
+        trainer = instantiate(cfg.trainer, logger=logger, callbacks=[], use_distributed_sampler=False)
+        loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, sampler=ContiguousShards(len(todo)),
                             num_workers=cfg.get("num_workers", 0))
         trainer.predict(module, dataloaders=loader, return_predictions=False)
         trainer.strategy.barrier()

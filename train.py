@@ -12,6 +12,9 @@ from omegaconf import DictConfig
 
 from common.cli import check_overrides
 from common.errors import UserInputError, exit_on_user_error
+from common.runs import register_resolvers
+
+register_resolvers()
 
 
 @exit_on_user_error

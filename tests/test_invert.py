@@ -69,6 +69,7 @@ def test_resume_skips_finished_images_and_gives_the_same_report(tmp_path, prior_
     # an interrupted run: only the first batch finished, no report yet
     cut = tmp_path / "cut"
     shutil.copytree(full / "parts", cut / "parts")
+    shutil.copy(full / "results_config.json", cut)
     for part in sorted((cut / "parts").glob("*.pt"))[1:]:
         part.unlink()
     proc = invert(cut, prior_file, *args)
