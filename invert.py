@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from common.cli import check_overrides
 from common.errors import UserInputError, exit_on_user_error
+from common.help import handle_help
 from common.runs import register_resolvers
 
 register_resolvers()
@@ -55,6 +56,18 @@ def method_name(cfg: DictConfig, requires_prior: bool) -> str:
     return f"{cfg.solver.name}-{cfg.init.name}" if requires_prior else str(cfg.solver.name)
 
 
+def report_prior(path, prior) -> None:
+    """Say which prior file runs (its training length and architecture); warn when it was trained short."""
+    import sys
+
+    from priors.provenance import prior_report
+
+    line, warning = prior_report(path, prior)
+    print(line)
+    if warning is not None:
+        print(warning, file=sys.stderr)
+
+
 def load_measurement_file(path: str, operator):
     """(dataset of {"measurement", "index"}, operator rebuilt from the file)."""
     import torch
@@ -92,18 +105,23 @@ def invert(cfg: DictConfig) -> dict | None:
 
     from common.instantiate import instantiate
 
+    from common.output import close_logger, make_logger, progress_bars, quiet_frameworks
     from common.runs import claim_run
     from evaluation.report import write_report
     from lightning_modules.inversion import ContiguousShards, InversionModule, check_resume, read_parts, results_config
     from priors.io import load_prior
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    quiet_frameworks()
+    cfg.trainer.enable_progress_bar = progress_bars(cfg.trainer.get("enable_progress_bar"))
     set_fused_kernels(cfg.get("fused_kernels"))
     num_images, batch_size = _positive_int(cfg, "num_images"), _positive_int(cfg, "batch_size")
     _positive_int(cfg, "restarts")
     operator = instantiate(cfg.operator)
     requires_prior = getattr(get_class(cfg.solver._target_), "requires_prior", False)
     prior = load_prior(cfg.prior.checkpoint) if requires_prior else None
+    if prior is not None:
+        report_prior(cfg.prior.checkpoint, prior)
     if prior is not None and tuple(prior.image_shape) != tuple(operator.input_shape):
         raise UserInputError(
             f"prior {cfg.prior.checkpoint} generates images of shape {tuple(prior.image_shape)} but the data/operator "
@@ -140,7 +158,7 @@ def invert(cfg: DictConfig) -> dict | None:
         print(f"resuming in {out_dir}: {len(dataset) - len(todo)} of {len(dataset)} images already solved")
     module = InversionModule(solver, operator, method, cfg.seed, out_dir, owner_token=owner_token)
     if todo:
-        logger = instantiate(cfg.logger) if cfg.get("logger") else False
+        logger = make_logger(cfg)
         # our own sharding: Lightning's pads (or fails) when a rank has no image left
         trainer = instantiate(cfg.trainer, logger=logger, callbacks=[], use_distributed_sampler=False)
         loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, sampler=ContiguousShards(len(todo)),
@@ -149,6 +167,7 @@ def invert(cfg: DictConfig) -> dict | None:
         trainer.strategy.barrier()
         if not trainer.is_global_zero:
             return None
+        close_logger(logger)
 
     results = read_parts(out_dir)
     records = [results[i] for i in wanted]
@@ -199,5 +218,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    handle_help("invert", __doc__)
     check_overrides("invert")
     main()

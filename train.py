@@ -1,7 +1,8 @@
 """Train a generative prior: ``python train.py model=M data=D trainer.devices=N logger=L``.
 
 Writes Lightning checkpoints and logs to the Hydra run directory, and the trained prior
-to ``<run dir>/prior.pt`` and ``export_path`` (where ``invert.py`` looks by default).
+to ``<run dir>/prior.pt`` and ``export_path`` (where ``invert.py`` looks by default); an existing
+export is kept (the new one gets a versioned name) unless ``overwrite=true``.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from omegaconf import DictConfig
 
 from common.cli import check_overrides
 from common.errors import UserInputError, exit_on_user_error
+from common.help import handle_help
 from common.runs import register_resolvers
 
 register_resolvers()
@@ -24,11 +26,16 @@ def train(cfg: DictConfig) -> Path:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from common.instantiate import instantiate
+    from common.output import make_logger, progress_bars, quiet_frameworks
 
-    from lightning_modules.callbacks import ExportPrior
+    from lightning_modules.callbacks import ExportPrior, consumer_default, planned_length
 
     if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
         raise UserInputError(f"ckpt_path {cfg.ckpt_path} does not exist; pass an existing Lightning checkpoint or null")
+    if not isinstance(cfg.get("overwrite"), bool):
+        raise UserInputError(f"overwrite must be true or false, got {cfg.get('overwrite')!r}")
+    quiet_frameworks()
+    cfg.trainer.enable_progress_bar = progress_bars(cfg.trainer.get("enable_progress_bar"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     datamodule = instantiate(cfg.data)
@@ -41,10 +48,12 @@ def train(cfg: DictConfig) -> Path:
             f"dataset images are {data_shape} (C, H, W) but model {cfg.model.name} generates {model_shape}; "
             f"set data.image_size/data.channels to match the model"
         )
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    logger = make_logger(cfg)
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True),
-        ExportPrior(run_dir / "prior.pt", cfg.export_path),
+        ExportPrior(run_dir / "prior.pt", cfg.export_path, overwrite=cfg.overwrite, planned=planned_length(),
+                    invert_default=consumer_default("invert.yaml", "prior.checkpoint",
+                                                    HydraConfig.get().runtime.choices.data)),
     ]
     trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
@@ -57,5 +66,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    handle_help("train", __doc__)
     check_overrides("train")
     main()
