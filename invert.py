@@ -53,7 +53,14 @@ def build_solver(cfg: DictConfig, prior=None):
 
 
 def method_name(cfg: DictConfig, requires_prior: bool) -> str:
-    return f"{cfg.solver.name}-{cfg.init.name}" if requires_prior else str(cfg.solver.name)
+    """``<solver>-<init>``; ablations say so: ``prilo[skip=backproject,refine]-mii``, ``prilo[ball=false]-mii``."""
+    ablations = []
+    if cfg.solver.get("skip"):
+        ablations.append(f"skip={','.join(cfg.solver.skip)}")
+    if cfg.solver.get("ball") is False:
+        ablations.append("ball=false")
+    solver = f"{cfg.solver.name}[{';'.join(ablations)}]" if ablations else str(cfg.solver.name)
+    return f"{solver}-{cfg.init.name}" if requires_prior else solver
 
 
 def report_prior(path, prior) -> None:
@@ -68,34 +75,6 @@ def report_prior(path, prior) -> None:
         print(warning, file=sys.stderr)
 
 
-def load_measurement_file(path: str, operator):
-    """(dataset of {"measurement", "index"}, operator rebuilt from the file)."""
-    import torch
-
-    from operators import operator_from_state
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"measurement file {path} does not exist; write one with save_measurements=true")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-        y, index, stored = record["y"], record["index"], record["operator"]
-        spec = stored["spec"]
-    except Exception as err:  # noqa: BLE001
-        raise UserInputError(f"measurement file {path} could not be read ({type(err).__name__}: {err}); it must hold "
-                             f"y, index and operator {{spec, state_dict}} as written by save_measurements=true") from None
-    configured = operator.spec()
-    mismatch = {k: (spec.get(k), v) for k, v in configured.items() if k in ("name", "input_shape") and spec.get(k) != v}
-    if mismatch:
-        raise UserInputError(f"measurement file {path} was taken with operator parameters {mismatch} (file, config) "
-                             f"that do not match the configured operator; set operator=/data= to match the file")
-    file_operator = operator_from_state(stored)
-    file_operator.check_measurements(y)
-    if y.shape[0] != index.shape[0]:
-        raise UserInputError(f"measurement file {path} holds {y.shape[0]} measurements but {index.shape[0]} indices")
-    return [{"measurement": y[i], "index": int(index[i])} for i in range(len(index))], file_operator
-
-
 @exit_on_user_error
 def invert(cfg: DictConfig) -> dict | None:
     import torch
@@ -103,15 +82,18 @@ def invert(cfg: DictConfig) -> dict | None:
     from hydra.utils import get_class
     from torch.utils.data import DataLoader, Subset
 
-    from common.instantiate import instantiate
+    from common.cli import check_seed
+    from common.instantiate import instantiate, instantiate_trainer
 
     from common.output import close_logger, make_logger, progress_bars, quiet_frameworks
     from common.runs import claim_run
     from evaluation.report import write_report
     from lightning_modules.inversion import ContiguousShards, InversionModule, check_resume, read_parts, results_config
+    from operators.measurement_file import load_measurement_file
     from priors.io import load_prior
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    check_seed(cfg.seed)
     quiet_frameworks()
     cfg.trainer.enable_progress_bar = progress_bars(cfg.trainer.get("enable_progress_bar"))
     set_fused_kernels(cfg.get("fused_kernels"))
@@ -148,10 +130,11 @@ def invert(cfg: DictConfig) -> dict | None:
 
     # a test-split subset's sample indices are its positions; a measurement file lists its own
     wanted = [int(d["index"]) for d in dataset] if cfg.measurements else list(range(len(dataset)))
-    owner_token = claim_run(out_dir, "invert.py run")
     files = {"prior": cfg.prior.checkpoint, "init.checkpoint": cfg.init.get("checkpoint")} if requires_prior else {}
-    check_resume(out_dir, results_config(OmegaConf.to_container(cfg, resolve=True),
-                                         {**files, "measurements": cfg.measurements}))
+    identity = results_config(OmegaConf.to_container(cfg, resolve=True), {**files, "measurements": cfg.measurements})
+    check_resume(out_dir, identity, record=False)  # refuse before writing anything
+    owner_token = claim_run(out_dir, "invert.py run")
+    check_resume(out_dir, identity)  # again as the owner, recording it in a fresh directory
     done = read_parts(out_dir)
     todo = [j for j, i in enumerate(wanted) if i not in done]
     if done:
@@ -160,7 +143,7 @@ def invert(cfg: DictConfig) -> dict | None:
     if todo:
         logger = make_logger(cfg)
         # our own sharding: Lightning's pads (or fails) when a rank has no image left
-        trainer = instantiate(cfg.trainer, logger=logger, callbacks=[], use_distributed_sampler=False)
+        trainer = instantiate_trainer(cfg.trainer, logger=logger, callbacks=[], use_distributed_sampler=False)
         loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, sampler=ContiguousShards(len(todo)),
                             num_workers=cfg.get("num_workers", 0))
         trainer.predict(module, dataloaders=loader, return_predictions=False)

@@ -25,13 +25,14 @@ def train(cfg: DictConfig) -> Path:
     from hydra.core.hydra_config import HydraConfig
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from common.instantiate import instantiate
+    from common.checkpoint import check_resume_checkpoint
+    from common.cli import check_seed
+    from common.instantiate import instantiate, instantiate_trainer
     from common.output import make_logger, progress_bars, quiet_frameworks
 
     from lightning_modules.callbacks import ExportPrior, consumer_default, planned_length
 
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise UserInputError(f"ckpt_path {cfg.ckpt_path} does not exist; pass an existing Lightning checkpoint or null")
+    check_seed(cfg.seed)
     if not isinstance(cfg.get("overwrite"), bool):
         raise UserInputError(f"overwrite must be true or false, got {cfg.get('overwrite')!r}")
     quiet_frameworks()
@@ -48,6 +49,8 @@ def train(cfg: DictConfig) -> Path:
             f"dataset images are {data_shape} (C, H, W) but model {cfg.model.name} generates {model_shape}; "
             f"set data.image_size/data.channels to match the model"
         )
+    if cfg.ckpt_path is not None:
+        check_resume_checkpoint(cfg.ckpt_path, module)
     logger = make_logger(cfg)
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True),
@@ -55,8 +58,8 @@ def train(cfg: DictConfig) -> Path:
                     invert_default=consumer_default("invert.yaml", "prior.checkpoint",
                                                     HydraConfig.get().runtime.choices.data)),
     ]
-    trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer = instantiate_trainer(cfg.trainer, logger=logger, callbacks=callbacks)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     return run_dir / "prior.pt"
 
 

@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from lightning_modules.gan import GANModule, ema_decay, ema_update, r1_penalty  # noqa: E402
+from lightning_modules.adversarial import ema_decay, ema_update  # noqa: E402
+from lightning_modules.gan import GANModule  # noqa: E402
+from lightning_modules.losses import r1_penalty  # noqa: E402
 from priors.stylegan2_ops import ModulatedConv2d, fused_leaky_relu, make_kernel, upfirdn2d  # noqa: E402
 from test_stylegan2 import lrelu_ref, modconv_ref, upfirdn2d_native  # noqa: E402  (rosinality's reference ops)
 

@@ -20,11 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import save_results  # noqa: E402
+from common.checkpoint import read_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +41,7 @@ def main(argv=None) -> dict:
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
             sys.exit(f"train.py failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
-        # our own checkpoint, just written: full unpickling is safe here
-        epochs = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] + 1
+        epochs = read_checkpoint(run_dir / "checkpoints" / "last.ckpt", "checkpoint")["epoch"] + 1
         exported = (Path(tmp) / "prior.pt").is_file()
     print(f"python train.py {' '.join(args.overrides)}: {seconds:.1f} s wall on {os.cpu_count()} cores, "
           f"{epochs} epochs, prior exported: {exported}")

@@ -25,3 +25,16 @@ def instantiate_named(node, **kwargs):
     config = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
     config.pop("name", None)
     return instantiate(config, **kwargs, _convert_="all")
+
+
+def instantiate_trainer(config, **kwargs):
+    """The Lightning ``Trainer``; its refusals of ``trainer.*`` values (max_epochs=-5, accelerator=gpu without
+    a GPU, unknown strategy or precision, ...) become one-line ``UserInputError`` s."""
+    try:
+        return instantiate(config, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, (ValueError, TypeError)) or type(cause).__name__ == "MisconfigurationException":
+            raise UserInputError(f"trainer: {' '.join(str(cause).split())[:300]} (check the trainer.* overrides)"
+                                 ) from None
+        raise

@@ -12,13 +12,20 @@ from priors.provenance import training_record
 
 def planned_length() -> dict:
     """``max_epochs``/``max_steps`` that this run's config plans without its ``trainer`` overrides
-    (e.g. 100 epochs for the default VAE even when run with ``trainer.max_epochs=1``). Inside a Hydra app."""
-    from hydra import compose
+    (e.g. 100 epochs for the default VAE even when run with ``trainer.max_epochs=1``)."""
+    import contextlib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
+
+    from common.cli import CONF_DIR
 
     hydra_cfg = HydraConfig.get()
     kept = [o for o in hydra_cfg.overrides.task if not o.lstrip("+~").startswith("trainer")]
-    trainer = compose(config_name=hydra_cfg.job.config_name, overrides=kept).trainer
+    outside_app = not GlobalHydra.instance().is_initialized()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3") if outside_app else contextlib.nullcontext():
+        trainer = compose(config_name=hydra_cfg.job.config_name, overrides=kept).trainer
     return {"max_epochs": trainer.get("max_epochs"), "max_steps": trainer.get("max_steps")}
 
 

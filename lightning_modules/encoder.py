@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from common.errors import UserInputError
+from common.checkpoint import exportable
 from common.instantiate import instantiate
 from common.randomness import per_sample_normal, sample_seed
 from evaluation.metrics import LPIPS_MIN_SIZE, lpips_loss, psnr
@@ -103,7 +104,7 @@ class LearnedInitModule(LightningModule):
                                  f"images {list(self.prior.image_shape)}; set model.module.operator.input_shape")
         self.encoder_config = {**self.hparams.encoder, "measurement_shape": list(self.operator.measurement_shape),
                                "latent_shape": list(self.prior.latent_shape)}
-        self.encoder = instantiate(self.encoder_config)
+        self.encoder = instantiate(exportable(self.encoder_config, "encoder", "model.module.encoder"))
         self.critic = instantiate({**self.hparams.critic, "image_shape": list(self.prior.image_shape)})
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self._rng: torch.Generator | None = None
@@ -215,10 +216,13 @@ class LearnedInitModule(LightningModule):
         log_image_grid(self, key, torch.cat([x[:n], x_hat[:n]]), nrow=n)
 
     # -- checkpoints and export -----------------------------------------------------------------------
+    #: state-dict prefixes that Lightning checkpoints leave out (read by common.checkpoint.check_resume_checkpoint)
+    checkpoint_excluded_prefixes = ("prior.",)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Lightning checkpoints leave the frozen prior out (it is reloaded from ``prior_checkpoint``)."""
         state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith("prior.")]:
+        for key in [k for k in state if k.startswith(self.checkpoint_excluded_prefixes)]:
             del state[key]
         checkpoint["prior_fingerprint"] = prior_fingerprint(self.prior)
 

@@ -75,9 +75,10 @@ def differing_keys(a: Mapping, b: Mapping) -> list[str]:
     return sorted(k for k in fa.keys() | fb.keys() if fa.get(k, missing) != fb.get(k, missing))
 
 
-def check_resume(out_dir: Path, config: dict) -> None:
+def check_resume(out_dir: Path, config: dict, record: bool = True) -> None:
     """Refuse (one line) to add to a run directory that holds results of another configuration;
-    on a fresh directory record ``config`` in ``results_config.json``."""
+    on a fresh directory record ``config`` in ``results_config.json`` (with ``record``; without,
+    only check: nothing is written)."""
     from evaluation.report import atomic_open
 
     path = out_dir / RESULTS_CONFIG
@@ -100,6 +101,8 @@ def check_resume(out_dir: Path, config: dict) -> None:
             f"{out_dir} holds results without a {RESULTS_CONFIG} to compare with (written by an older version); "
             f"pass a new hydra.run.dir"
         )
+    if not record:
+        return
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as f:
         json.dump(config, f, indent=2)

@@ -7,6 +7,7 @@ from lightning.pytorch import LightningModule
 from omegaconf import DictConfig, OmegaConf
 from torch.nn import functional as F
 
+from common.checkpoint import exportable
 from lightning_modules.image_logging import log_image_grid
 from priors.vae import VAE
 
@@ -19,7 +20,7 @@ class VAEModule(LightningModule):
     def __init__(self, prior: dict, lr: float = 1e-3, num_logged_images: int = 32, sample_seed: int = 0):
         super().__init__()
         self.save_hyperparameters({"prior": plain_config(prior), "lr": lr, "num_logged_images": num_logged_images})
-        self.prior: VAE = instantiate(self.hparams.prior)
+        self.prior: VAE = instantiate(exportable(self.hparams.prior, "prior", "model.module.prior"))
         g = torch.Generator().manual_seed(sample_seed)
         self.register_buffer("fixed_latents", torch.randn(num_logged_images, *self.prior.latent_shape, generator=g),
                              persistent=False)

@@ -24,7 +24,7 @@ class CirculantCompressedSensing(LinearOperator):
     def __init__(self, input_shape, m: int | None = None, ratio: float | None = None, noise_std: float = 0.0,
                  seed: int = 0):
         super().__init__(input_shape, noise_std, seed)
-        self.m_given, self.ratio_given = m, ratio
+        self.m_given, self.ratio_given = m, (None if m is not None else ratio)  # m wins over ratio
         n = self.input_size
         self.m = resolve_measurement_count(m, ratio, n)
         if self.m > n:

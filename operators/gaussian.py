@@ -13,11 +13,9 @@ from operators.base import LinearOperator, PhaseRetrievalOperator, buffer_like
 
 
 def resolve_measurement_count(m, ratio, n: int) -> int:
-    """The number of measurements from exactly one of ``m`` (a count) or ``ratio`` (m / n)."""
-    if (m is None) == (ratio is None):
-        raise UserInputError(
-            f"give exactly one of m (number of measurements) or ratio (m / n, n = {n}); got m={m}, ratio={ratio}"
-        )
+    """The number of measurements: ``m`` (a count) when given, else ``round(ratio * n)``."""
+    if m is None and ratio is None:
+        raise UserInputError(f"give m (number of measurements) or ratio (m / n, n = {n}); both are null")
     if m is not None:
         if isinstance(m, bool) or float(m) != int(m) or int(m) <= 0:
             raise UserInputError(f"m must be a positive integer number of measurements, got {m}")
@@ -39,7 +37,7 @@ class _GaussianMatrix:
     complex_entries = False
 
     def _init_matrix(self, m, ratio) -> None:
-        self.m_given, self.ratio_given = m, ratio
+        self.m_given, self.ratio_given = m, (None if m is not None else ratio)  # m wins over ratio
         self.m = resolve_measurement_count(m, ratio, self.input_size)
         g = self.generator()
         if self.complex_entries:

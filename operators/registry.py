@@ -5,6 +5,7 @@ import os
 
 import torch
 
+from common.checkpoint import check_finite, plain_data, read_checkpoint
 from common.errors import UserInputError
 from operators.base import ForwardOperator
 from operators.circulant import CirculantCompressedSensing
@@ -22,12 +23,19 @@ OPERATORS: dict[str, type[ForwardOperator]] = {
 
 
 def build_operator(spec: dict, state_dict: dict | None = None) -> ForwardOperator:
-    """The operator ``spec["name"]`` with the other spec entries as arguments; with a
-    ``state_dict`` its buffers are the saved ones (bit-identical A)."""
+    """The operator ``spec["name"]`` (one of :data:`OPERATORS`) with the other spec entries as arguments
+    (plain data only); with a ``state_dict`` its buffers are the saved ones (bit-identical A)."""
+    if not isinstance(spec, dict):
+        raise UserInputError(f"an operator spec must be a dict, got a {type(spec).__name__}")
     name = spec.get("name")
-    if name not in OPERATORS:
+    if not isinstance(name, str) or name not in OPERATORS:
         raise UserInputError(f"unknown operator {name!r}; choose one of {', '.join(OPERATORS)}")
-    return OPERATORS[name].from_spec(dict(spec), state_dict)
+    spec = {k: plain_data(v, f"operator {name}: argument {k}") for k, v in spec.items()}
+    if state_dict is not None:
+        if not isinstance(state_dict, dict) or not all(isinstance(t, torch.Tensor) for t in state_dict.values()):
+            raise UserInputError(f"saved parameters of operator {name} must be a dict of tensors")
+        check_finite(state_dict, f"saved operator {name}")
+    return OPERATORS[name].from_spec(spec, state_dict)
 
 
 def operator_state(op: ForwardOperator) -> dict:
@@ -45,11 +53,5 @@ def save_operator(op: ForwardOperator, path: str | os.PathLike) -> None:
     torch.save(operator_state(op), path)
 
 
-def load_operator(path: str | os.PathLike, map_location="cpu") -> ForwardOperator:
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise UserInputError(f"operator file {path} does not exist") from None
-    except Exception as err:  # unpickling errors of every kind: not an operator file
-        raise UserInputError(f"cannot read operator file {path}: {' '.join(str(err).split())[:200]}") from None
-    return operator_from_state(state)
+def load_operator(path: str | os.PathLike) -> ForwardOperator:
+    return operator_from_state(read_checkpoint(path, "operator file"))

@@ -1,25 +1,39 @@
-"""Saving and loading priors: our exported files, Lightning checkpoints, rosinality StyleGAN2 files."""
+"""Saving and loading priors: our exported files, Lightning checkpoints, rosinality StyleGAN2 and PGGAN files.
+
+Reading goes through :mod:`common.checkpoint` (weights-only loading, allowlisted classes).
+"""
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 
+from common.checkpoint import PRIOR_FORMAT, build, check_finite, checkpoint_format, describe_format, \
+    load_weights, read_checkpoint
 from common.errors import UserInputError
 from priors.base import LayeredPrior
 
-PRIOR_FORMAT = "genprior/prior-v1"
+__all__ = ["PRIOR_FORMAT", "save_prior", "load_prior"]
+
+MISSING_HINT = ("train one with `python train.py` (writes outputs/priors/<model>_<data>.pt) "
+                "or pass prior.checkpoint=PATH")
+
+
+def _build(config, state_dict, where: str) -> LayeredPrior:
+    prior = build(config, "prior", where)
+    load_weights(prior, state_dict, where)
+    return prior
 
 
 def save_prior(payload: dict, path: str | os.PathLike) -> Path:
-    """Write ``{"prior_config", "state_dict", "extra"}`` (from a module's ``export_prior``) atomically."""
+    """Write ``{"prior_config", "state_dict", "extra"}`` (from a module's ``export_prior``) atomically.
+
+    The prior is rebuilt from the stored config first, so only files that :func:`load_prior` accepts are written.
+    """
     path = Path(path)
+    prior = _build(payload["prior_config"], payload["state_dict"], f"prior to be written to {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    prior = instantiate(payload["prior_config"])
-    prior.load_state_dict(payload["state_dict"])
     record = {"format": PRIOR_FORMAT, "describe": prior.describe(), **payload}
     tmp = path.with_name(path.name + ".tmp")
     torch.save(record, tmp)
@@ -27,59 +41,43 @@ def save_prior(payload: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-def _read(path: Path) -> dict:
-    if not path.is_file():
-        raise UserInputError(
-            f"prior checkpoint {path} does not exist; train one with `python train.py` "
-            f"(writes outputs/priors/<model>_<data>.pt) or pass prior.checkpoint=PATH"
-        )
-    try:
-        # rosinality's training checkpoints carry their argparse.Namespace under "args"
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure here means an unreadable file
-        raise UserInputError(f"prior checkpoint {path} could not be read ({type(err).__name__}); "
-                             f"the file is corrupt or not a torch checkpoint") from None
-    if not isinstance(obj, dict):
-        raise UserInputError(f"prior checkpoint {path} holds a {type(obj).__name__}, not a checkpoint dict")
-    return obj
-
-
-def _build(config: dict, state_dict: dict, path: Path) -> LayeredPrior:
-    try:
-        prior = instantiate(config)
-    except Exception as err:  # noqa: BLE001
-        raise UserInputError(f"prior checkpoint {path} names an architecture that cannot be built: {err}") from None
-    try:
-        prior.load_state_dict(state_dict, strict=True)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-        raise UserInputError(f"prior checkpoint {path} does not match its architecture: {first}") from None
-    return prior
-
-
 def load_prior(path: str | os.PathLike, **overrides) -> LayeredPrior:
     """Load any supported prior checkpoint, frozen and in eval mode.
 
     * files written by :func:`save_prior` (``python train.py`` exports them),
     * Lightning checkpoints of our training modules (``hyper_parameters.prior`` + ``prior.*`` weights),
-    * rosinality stylegan2-pytorch checkpoints (top-level ``g_ema``); ``overrides`` go to that loader.
+    * rosinality stylegan2-pytorch checkpoints (top-level ``g_ema``); ``overrides`` go to that loader,
+    * rosinality progressive-gan-pytorch generators (pickled, bare or under ``g_running`` / ``generator``).
+
+    Refused with one line: unreadable files, other formats, classes outside
+    :data:`common.checkpoint.BUILDABLE`, arguments that are not plain data, NaN/Inf weights.
     """
     path = Path(path)
-    obj = _read(path)
-    if obj.get("format") == PRIOR_FORMAT:
-        prior = _build(obj["prior_config"], obj["state_dict"], path)
-    elif "g_ema" in obj:
+    where = f"prior checkpoint {path}"
+    obj = read_checkpoint(path, "prior checkpoint", MISSING_HINT)
+    fmt = checkpoint_format(obj)
+    if fmt == "prior":
+        prior = _build(obj.get("prior_config"), obj.get("state_dict"), where)
+    elif fmt == "rosinality":
         from priors.stylegan2 import load_rosinality
 
-        prior = load_rosinality(obj, **overrides)
-    elif "state_dict" in obj and "prior" in obj.get("hyper_parameters", {}):
+        try:
+            prior = load_rosinality(obj, **overrides)
+        except (AttributeError, TypeError, KeyError, IndexError, RuntimeError) as err:  # entries that are no tensors
+            raise UserInputError(f"{where} is not a usable rosinality StyleGAN2 checkpoint ({type(err).__name__}: "
+                                 f"{' '.join(str(err).split())[:150]})") from None
+        check_finite(prior.state_dict(), where)
+    elif fmt == "rosinality_pggan":
+        from priors.pggan import load_rosinality_pggan
+
+        prior = load_rosinality_pggan(obj, **overrides)
+        check_finite(prior.state_dict(), where)
+    elif fmt == "lightning" and isinstance(obj.get("hyper_parameters"), dict) and "prior" in obj["hyper_parameters"]:
         weights = {k[len("prior."):]: v for k, v in obj["state_dict"].items() if k.startswith("prior.")}
-        prior = _build(obj["hyper_parameters"]["prior"], weights, path)
+        prior = _build(obj["hyper_parameters"]["prior"], weights, where)
     else:
         raise UserInputError(
-            f"prior checkpoint {path} has an unknown format (keys: {sorted(obj)[:6]}); expected a file from "
-            f"`python train.py`, a Lightning checkpoint of it, or a rosinality StyleGAN2 checkpoint"
-        )
+            f"{where} is {describe_format(obj)}, not a prior; expected a file from `python train.py`, "
+            f"a Lightning checkpoint of it, or a rosinality StyleGAN2 / PGGAN checkpoint")
     prior.eval().requires_grad_(False)
     return prior

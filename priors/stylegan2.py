@@ -15,9 +15,7 @@ those of ``leaky_relu_5(w)`` over mapping-network samples (:meth:`fit_latent_sta
 """
 from __future__ import annotations
 
-import argparse
 import math
-import os
 import re
 from collections.abc import Sequence
 
@@ -25,13 +23,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from common.checkpoint import read_checkpoint
 from common.errors import UserInputError
 from priors.base import LayeredPrior, Representation
-from priors.stylegan2_ops import ConstantInput, ConvLayer, EqualLinear, PixelNorm, ResBlock, StyledConv, ToRGB
+from priors.stylegan2_ops import (ConstantInput, ConvLayer, EqualLinear, PixelNorm, ResBlock, StyledConv, ToRGB,
+                                  minibatch_stddev)
 
 NOISE_PREFIX = "noise."
 #: seed of the fixed noise maps of a freshly built generator (overwritten by checkpoints that have them)
 NOISE_SEED = 1234
+#: Gaussianized-W standard deviations are at least this fraction of their mean: a mapping dimension with
+#: (near) zero variance would otherwise make z_0 = (v - mean) / std divide by zero (NaN images)
+MIN_RELATIVE_STD = 1e-3
 
 
 def channel_widths(size: int, channel_multiplier: int = 2, channel_base: int = 16384,
@@ -50,6 +53,17 @@ def check_size(size: int) -> int:
         raise UserInputError(f"StyleGAN2 size must be a power of two >= 8 (e.g. 32, 256, 1024), got {size!r}; "
                              f"for training set data.image_size to one (the model's size follows it)")
     return size
+
+
+def floor_std(std: torch.Tensor) -> torch.Tensor:
+    """``std`` clamped to at least :data:`MIN_RELATIVE_STD` times its mean (1 when all are zero); NaN stays NaN."""
+    scale = std.mean()
+    scale = scale if bool(scale > 0) else torch.ones_like(scale)
+    return std.clamp_min(MIN_RELATIVE_STD * scale)
+
+
+def _floor_loaded_std(module: "StyleGAN2Prior", incompatible_keys) -> None:
+    module.w_gauss_std.data.copy_(floor_std(module.w_gauss_std.data))
 
 
 def inverse_leaky_relu(w: torch.Tensor) -> torch.Tensor:
@@ -95,6 +109,8 @@ class StyleGAN2Prior(LayeredPrior):
         self.register_buffer("w_gauss_mean", torch.zeros(style_dim))
         self.register_buffer("w_gauss_std", torch.ones(style_dim))
         self.register_buffer("latent_avg", torch.zeros(style_dim))
+        # statistics from files (earlier exports, other tools) get the same floor as fitted ones
+        self.register_load_state_dict_post_hook(_floor_loaded_std)
 
     # -- identity ----------------------------------------------------------------------------
     def config(self) -> dict:
@@ -136,12 +152,14 @@ class StyleGAN2Prior(LayeredPrior):
     @torch.no_grad()
     def fit_latent_statistics(self, num_samples: int = 10000, seed: int = 0, chunk_size: int = 4096) -> None:
         """Fit the Gaussianization (mean/std of leaky_relu_5(w)) and ``latent_avg`` (mean w) from samples."""
+        if num_samples < 2:
+            raise UserInputError(f"fitting the latent statistics needs num_samples >= 2, got {num_samples}")
         g = torch.Generator().manual_seed(seed)
         z = torch.randn(num_samples, self.style_dim, generator=g)
         w = torch.cat([self.mapping(c.to(self.device)) for c in z.split(chunk_size)])
         v = inverse_leaky_relu(w)
         self.w_gauss_mean.copy_(v.mean(0))
-        self.w_gauss_std.copy_(v.std(0))
+        self.w_gauss_std.copy_(floor_std(v.std(0)))
         self.latent_avg.copy_(w.mean(0))
 
     @torch.no_grad()
@@ -217,15 +235,8 @@ class StyleGAN2Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] → logits (N, 1)."""
-        out = self.convs(x)
-        batch, channel, height, width = out.shape
-        group = min(batch, self.stddev_group)
-        while batch % group:  # rosinality needs batch % group == 0; fall back to the largest divisor
-            group -= 1
-        std = out.view(group, -1, self.stddev_feat, channel // self.stddev_feat, height, width)
-        std = torch.sqrt(std.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
-        out = torch.cat([out, std.repeat(group, 1, height, width)], 1)
-        return self.final_linear(self.final_conv(out).view(batch, -1))
+        out = minibatch_stddev(self.convs(x), self.stddev_group, self.stddev_feat)
+        return self.final_linear(self.final_conv(out).flatten(1))
 
 
 # -- rosinality checkpoints ----------------------------------------------------------------
@@ -240,19 +251,8 @@ def is_rosinality_checkpoint(obj) -> bool:
 def _read_checkpoint(path_or_dict) -> dict:
     if isinstance(path_or_dict, dict):
         return path_or_dict
-    path = os.fspath(path_or_dict)
-    if not os.path.isfile(path):
-        raise UserInputError(f"StyleGAN2 checkpoint {path} does not exist; download e.g. stylegan2-ffhq-config-f.pt "
-                             f"(rosinality/stylegan2-pytorch) and pass its path")
-    try:  # rosinality's training checkpoints pickle their argparse.Namespace under "args"
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure means an unreadable file
-        raise UserInputError(f"StyleGAN2 checkpoint {path} could not be read ({type(err).__name__}); "
-                             f"expected a torch file saved by rosinality/stylegan2-pytorch") from None
-    if not isinstance(obj, dict):
-        raise UserInputError(f"StyleGAN2 checkpoint {path} holds a {type(obj).__name__}, not a checkpoint dict")
-    return obj
+    return read_checkpoint(path_or_dict, "StyleGAN2 checkpoint",
+                           "download e.g. stylegan2-ffhq-config-f.pt (rosinality/stylegan2-pytorch) and pass its path")
 
 
 def _generator_state(ckpt: dict, which: str) -> dict[str, torch.Tensor]:

@@ -69,6 +69,20 @@ class PixelNorm(nn.Module):
         return x * torch.rsqrt(torch.mean(x * x, dim=1, keepdim=True) + 1e-8)
 
 
+def minibatch_stddev(x: torch.Tensor, group_size: int = 4, features: int = 1) -> torch.Tensor:
+    """Append the mean standard deviation over groups of ``group_size`` samples as extra channels.
+
+    rosinality needs batch % group == 0; here the group falls back to the largest divisor of the batch.
+    """
+    batch, channel, height, width = x.shape
+    group = min(batch, group_size)
+    while batch % group:
+        group -= 1
+    std = x.view(group, -1, features, channel // features, height, width)
+    std = torch.sqrt(std.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
+    return torch.cat([x, std.repeat(group, 1, height, width)], 1)
+
+
 class FusedLeakyReLU(nn.Module):
     def __init__(self, channel: int, bias: bool = True, negative_slope: float = 0.2, scale: float = SQRT2):
         super().__init__()
@@ -122,11 +136,13 @@ class EqualLinear(nn.Module):
 
 
 class EqualConv2d(nn.Module):
+    """Conv with equalized learning rate: N(0, 1) weights scaled by gain / sqrt(fan_in) at run time."""
+
     def __init__(self, in_channel: int, out_channel: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 bias: bool = True):
+                 bias: bool = True, gain: float = 1.0):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channel, in_channel, kernel_size, kernel_size))
-        self.scale = 1 / math.sqrt(in_channel * kernel_size ** 2)
+        self.scale = gain / math.sqrt(in_channel * kernel_size ** 2)
         self.stride = stride
         self.padding = padding
         self.bias = nn.Parameter(torch.zeros(out_channel)) if bias else None

@@ -18,15 +18,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from common.checkpoint import ENCODER_FORMAT, build, checkpoint_format, describe_format, load_weights, \
+    read_checkpoint
 from common.errors import UserInputError
-from common.instantiate import instantiate
 from common.randomness import per_sample_normal
 from operators import operator_state
 from operators.base import ForwardOperator
 from priors.base import LayeredPrior
 from solvers.initialization import Initialization
 
-ENCODER_FORMAT = "genprior/encoder-v1"
 #: operator spec entries that do not change A (the Fourier operator is deterministic; noise is not A)
 OPERATOR_FREE_KEYS = ("seed", "noise_std")
 
@@ -75,32 +75,26 @@ def save_encoder(path: str | os.PathLike, encoder_config: dict, encoder: nn.Modu
 
 
 def read_encoder_record(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"encoder checkpoint {path} does not exist; train one with `python train.py "
-                             f"model=encoder_li model.module.prior_checkpoint=PRIOR` or pass init.checkpoint=PATH")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure here means an unreadable file
-        raise UserInputError(f"encoder checkpoint {path} could not be read ({type(err).__name__}); "
-                             f"the file is corrupt or not a torch checkpoint") from None
-    if not isinstance(record, dict) or record.get("format") != ENCODER_FORMAT:
-        raise UserInputError(f"{path} is not an encoder file of `python train.py model=encoder_li` "
-                             f"(a prior checkpoint belongs in prior.checkpoint, not init.checkpoint)")
+    record = read_checkpoint(path, "encoder checkpoint",
+                             "train one with `python train.py model=encoder_li model.module.prior_checkpoint=PRIOR` "
+                             "or pass init.checkpoint=PATH")
+    if checkpoint_format(record) != "encoder":
+        raise UserInputError(f"encoder checkpoint {path} is not an encoder file of `python train.py "
+                             f"model=encoder_li` but {describe_format(record)} (a prior checkpoint belongs in "
+                             f"prior.checkpoint, not init.checkpoint)")
+    for key in ("prior", "operator"):
+        if not isinstance(record.get(key), dict) or not isinstance(record[key].get("fingerprint"), str):
+            raise UserInputError(f"encoder checkpoint {path} does not record the {key} it was trained for; "
+                                 f"retrain it with `python train.py model=encoder_li`")
     return record
 
 
 def load_encoder(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """(encoder in eval mode, its record) from a file written by :func:`save_encoder`."""
     record = read_encoder_record(path)
-    try:
-        encoder = instantiate(record["encoder_config"])
-        encoder.load_state_dict(record["state_dict"], strict=True)
-    except UserInputError:
-        raise
-    except Exception as err:  # noqa: BLE001
-        detail = " ".join(str(err).split())[:300]
-        raise UserInputError(f"encoder checkpoint {path} does not fit its recorded architecture: {detail}") from None
+    where = f"encoder checkpoint {path}"
+    encoder = build(record.get("encoder_config"), "encoder", where)
+    load_weights(encoder, record.get("state_dict"), where)
     return encoder.eval().requires_grad_(False), record
 
 

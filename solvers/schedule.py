@@ -82,6 +82,9 @@ def parse_schedule(items: Iterable, defaults: dict | None = None, skip: Iterable
             stages.extend(block * repeat)
         else:
             stages.append(_stage(item, defaults, f"schedule item {n}"))
+    if not stages:
+        raise UserInputError("solver.schedule is empty; give at least one stage, e.g. "
+                             "solver.schedule=[{kind:init,steps:300,lr:0.1}]")
     if num_layers is not None:
         for s in stages:
             if s.layer >= num_layers:
@@ -90,6 +93,9 @@ def parse_schedule(items: Iterable, defaults: dict | None = None, skip: Iterable
                     f"1..{num_layers - 1}; fix solver.schedule"
                 )
     stages = [s for s in stages if s.kind not in skip]
+    if not stages:
+        raise UserInputError(f"solver.skip={sorted(skip)} removes every stage of solver.schedule; "
+                             f"nothing is left to run")
     if not ball:
         stages = [replace(s, radius=None, latent_radius=None) for s in stages]
     return stages

@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
+from common.checkpoint import check_resume_checkpoint
 from common.errors import UserInputError
 from evaluation.metrics import lpips_distance
 from lightning_modules.encoder import LearnedInitModule
@@ -146,6 +147,8 @@ def test_lightning_checkpoints_leave_the_prior_out_and_resume_with_it(trained, p
     module.on_save_checkpoint(checkpoint)
     assert not any(k.startswith("prior.") for k in checkpoint["state_dict"])
     fresh = make_module(prior_file)
+    torch.save({"pytorch-lightning_version": "2", **checkpoint}, tmp_path / "last.ckpt")
+    check_resume_checkpoint(tmp_path / "last.ckpt", fresh)  # what train.py checks before resuming
     fresh.on_load_checkpoint(checkpoint)
     fresh.load_state_dict(checkpoint["state_dict"], strict=True)
     assert torch.equal(fresh.encoder.net[0].weight, module.encoder.net[0].weight)

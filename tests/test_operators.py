@@ -280,12 +280,20 @@ def test_negative_magnitudes_refused(name):
 @pytest.mark.parametrize("kwargs, match", [
     ({"m": 0}, "positive integer"), ({"m": -3}, "positive integer"), ({"m": 2.5}, "positive integer"),
     ({"ratio": 0.0}, "ratio"), ({"ratio": -1.0}, "ratio"), ({"ratio": float("inf")}, "ratio"),
-    ({"ratio": 1e-6}, "no measurement"), ({"m": 10, "ratio": 0.5}, "exactly one"), ({}, "exactly one"),
+    ({"ratio": 1e-6}, "no measurement"), ({}, "both are null"), ({"m": 0, "ratio": 0.5}, "positive integer"),
 ])
 @pytest.mark.parametrize("cls", [GaussianPhaseRetrieval, ComplexGaussianPhaseRetrieval, GaussianCompressedSensing,
                                  CirculantCompressedSensing])
 def test_bad_measurement_counts(cls, kwargs, match):
     one_line_error(lambda: cls((1, 8, 8), **kwargs), match)
+
+
+@pytest.mark.parametrize("cls", [GaussianPhaseRetrieval, ComplexGaussianPhaseRetrieval, GaussianCompressedSensing,
+                                 CirculantCompressedSensing])
+def test_m_given_wins_over_the_configured_ratio(cls):
+    op = cls((1, 8, 8), m=20, ratio=0.5)  # operator.m=20 on the command line, ratio from the config file
+    assert op.m == 20 and op.spec()["m"] == 20 and op.spec()["ratio"] is None
+    assert cls((1, 8, 8), ratio=0.5).m == 32
 
 
 @pytest.mark.parametrize("build, match", [
@@ -312,7 +320,7 @@ def test_bad_operator_arguments(build, match):
 def test_bad_operator_files(tmp_path):
     one_line_error(lambda: load_operator(tmp_path / "missing.pt"), "does not exist")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
-    one_line_error(lambda: load_operator(tmp_path / "junk.pt"), "cannot read")
+    one_line_error(lambda: load_operator(tmp_path / "junk.pt"), "could not be read")
     torch.save({"y": torch.zeros(3)}, tmp_path / "other.pt")
     one_line_error(lambda: load_operator(tmp_path / "other.pt"), "not a saved operator")
     small = operator_state(GaussianPhaseRetrieval((1, 4, 4), m=10))

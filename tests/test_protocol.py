@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from priors.pggan import PGGANPrior
 from priors.stylegan2 import StyleGAN2Prior
 from priors.vae import VAE
 
@@ -14,6 +15,9 @@ def small_priors():
         "vae_rgb": VAE(image_shape=(3, 8, 8), latent_dim=6, hidden_dim=16),
         "stylegan2_32": StyleGAN2Prior(size=32, channels=3, style_dim=16, n_mlp=2, max_channels=8),
         "stylegan2_64_gray": StyleGAN2Prior(size=64, channels=1, style_dim=8, n_mlp=1, max_channels=4),
+        "pggan_32_gray": PGGANPrior(size=32, channels=1, latent_dim=16, max_channels=8, channel_base=128),
+        "pggan_16_rgb_label": PGGANPrior(size=16, channels=3, latent_dim=8, widths=[8, 6, 4], n_label=2, label=1,
+                                         equalized_rgb=False),
     }
 
 

@@ -9,6 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from common.errors import UserInputError
+from priors.io import load_prior, save_prior
 from priors.stylegan2 import (StyleGAN2Discriminator, StyleGAN2Prior, channel_widths, infer_rosinality_config,
                               is_rosinality_checkpoint, load_rosinality)
 from priors.stylegan2_ops import ModulatedConv2d, fused_leaky_relu, make_kernel, upfirdn2d
@@ -395,3 +396,46 @@ def test_discriminator_has_rosinalitys_keys_and_matches_the_reference(rgb):
     with torch.no_grad():
         assert torch.allclose(d(x), discriminator_ref(sd, x, 32), atol=1e-4)
     assert d(x[:6]).shape == (6, 1)  # batch not divisible by the stddev group still works
+
+
+def _constant_mapping_dimension(prior, dim=3):
+    with torch.no_grad():
+        prior.style[-1].weight[dim].zero_()  # w[:, dim] = lrelu(bias) * sqrt(2) for every z
+    return prior
+
+
+def test_a_constant_mapping_dimension_gives_finite_latents_and_images(tmp_path):
+    prior = _constant_mapping_dimension(StyleGAN2Prior(**TINY))
+    prior.fit_latent_statistics(num_samples=200)
+    assert prior.w_gauss_std[3] > 0 and torch.isfinite(prior.w_gauss_std).all()
+    z0 = prior.sample_latent(4, torch.Generator().manual_seed(0))
+    assert torch.isfinite(z0).all() and z0[:, :, 3].abs().max() < 1e-2
+    assert torch.isfinite(prior(z0)).all() and torch.isfinite(prior(torch.randn(2, *prior.latent_shape))).all()
+    # statistics stored with a zero std (an earlier export, another tool) get the same floor when loaded
+    state = prior.state_dict()
+    state["w_gauss_std"][3] = 0.0
+    save_prior({"prior_config": prior.config(), "state_dict": state, "extra": {}}, tmp_path / "p.pt")
+    loaded = load_prior(tmp_path / "p.pt")
+    assert loaded.w_gauss_std[3] > 0 and torch.isfinite(loaded(loaded.sample_latent(2))).all()
+    # a rosinality file with such a mapping network: statistics fitted at load time
+    ros = load_rosinality({"g_ema": _constant_mapping_dimension(StyleGAN2Prior(**TINY)).state_dict()}, num_samples=200)
+    assert torch.isfinite(ros(ros.sample_latent(2))).all()
+
+
+def test_nan_or_inf_weights_are_refused_for_every_prior_format(tmp_path):
+    prior = StyleGAN2Prior(**TINY)
+    state = prior.state_dict()
+    state["conv1.conv.weight"][0, 0, 0, 0, 0] = float("nan")
+    save_prior_unchecked = {"format": "genprior/prior-v1", "prior_config": prior.config(), "state_dict": state}
+    torch.save(save_prior_unchecked, tmp_path / "ours.pt")
+    torch.save({"g_ema": state}, tmp_path / "ros.pt")
+    inf = {k: v.clone() for k, v in state.items()}
+    inf["conv1.conv.weight"][0, 0, 0, 0, 0] = float("inf")
+    torch.save({"g_ema": inf}, tmp_path / "inf.pt")
+    for name in ("ours.pt", "ros.pt", "inf.pt"):
+        with pytest.raises(UserInputError, match="NaN/Inf weights") as err:
+            load_prior(tmp_path / name)
+        assert "\n" not in str(err.value)
+    with pytest.raises(UserInputError, match="NaN/Inf weights"):
+        save_prior({"prior_config": prior.config(), "state_dict": state, "extra": {}}, tmp_path / "never.pt")
+    assert not (tmp_path / "never.pt").exists()
