@@ -24,7 +24,8 @@ def planned_length() -> dict:
     hydra_cfg = HydraConfig.get()
     kept = [o for o in hydra_cfg.overrides.task if not o.lstrip("+~").startswith("trainer")]
     outside_app = not GlobalHydra.instance().is_initialized()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3") if outside_app else contextlib.nullcontext():
+    context = initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3") if outside_app else None
+    with context or contextlib.nullcontext():
         trainer = compose(config_name=hydra_cfg.job.config_name, overrides=kept).trainer
     return {"max_epochs": trainer.get("max_epochs"), "max_steps": trainer.get("max_steps")}
 

@@ -257,7 +257,8 @@ class LearnedInitModule(LightningModule):
         if export is not None and export.resolve() != run_path.resolve():
             written, kept = publish(run_written, export, self.overwrite)
             default = Path(self.init_default) if self.init_default else None
-            print(published_message("encoder", written, export, kept, self.overwrite, "init=li", default, "init.checkpoint"))
+            print(published_message("encoder", written, export, kept, self.overwrite, "init=li", default,
+                                    "init.checkpoint"))
 
     def export_prior(self) -> None:
         """Not a prior: nothing for train.py's ExportPrior callback to write (it skips None)."""

@@ -120,7 +120,8 @@ class ContiguousShards(Sampler):
     def _shard(self) -> range:
         import torch.distributed as dist
 
-        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+        distributed = dist.is_available() and dist.is_initialized()
+        rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
         per, extra = divmod(self.n, world)
         start = rank * per + min(rank, extra)
         return range(start, start + per + (rank < extra))

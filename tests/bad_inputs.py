@@ -61,7 +61,8 @@ CASES: list[Case] = [
     # -- output locations and services (checked before anything runs) --------------------------------
     Case("invert", ("hydra.run.dir=/proc/genprior/run",), "hydra.run.dir /proc/genprior/run is not writable",
          "a read-only run directory"),
-    Case("invert", ("solver=hio", "hydra.run.dir={foreign_run}"), "holds results of a different configuration (differs in",
+    Case("invert", ("solver=hio", "hydra.run.dir={foreign_run}"),
+         "holds results of a different configuration (differs in",
          "resuming into a run directory of another configuration (solver, seed, prior file, ...)"),
     Case("invert", ("solver=hio", "hydra.run.dir={unrecorded_run}"), "holds results without a results_config.json",
          "resuming into a run directory whose configuration was not recorded"),
