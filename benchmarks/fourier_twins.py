@@ -15,6 +15,7 @@ Rules (solvers/twins.py for the ones invert.py offers):
 * ``centre_elbo`` / ``centre_recon`` / ``centre_refit``: both flips centred, the flip chosen by the
   ELBO, by the encoder-decoder residual |G(mu(t)) - t|^2, or by the residual of a short latent refit;
 * ``centre_elbo_1px``: the centred twin and its 1-pixel neighbours, both flips, highest ELBO;
+* ``centre_elbo_margin_<m>``: centred, the solver's flip kept unless the other flip's ELBO is higher by m nats;
 * ``centre_oracle_flip`` (oracle): centred, flip chosen with the ground truth: the ceiling of any flip rule.
 
 Also measured: the data centre (mass centres of the training digits) and, as a check of each rule
@@ -139,13 +140,17 @@ def apply_rule(rule: str, prior, x_hat: torch.Tensor, x: torch.Tensor, centre) -
         cands = torch.cat([neighbours(plain), neighbours(flipped)], dim=1)  # (N, 18, C, H, W)
         scores = elbo(prior, cands.flatten(0, 1)).view(n, -1)
         return cands[torch.arange(n), scores.argmax(1)]
+    if rule.startswith("centre_elbo_margin_"):  # the solver's flip unless the other's ELBO is higher by a margin
+        margin = float(rule.rsplit("_", 1)[1])
+        return pick(plain, flipped, elbo(prior, flipped) > elbo(prior, plain) + margin)
     if rule == "centre_oracle_flip":  # uses the ground truth: an oracle ceiling
         return pick(plain, flipped, psnr(flipped, x) > psnr(plain, x))
     raise ValueError(rule)
 
 
+MARGINS = (5, 10, 20, 40, 80)
 RULES = ("none", "elbo_all", "centre", "centre_elbo", "centre_recon", "centre_refit", "centre_elbo_1px",
-         "centre_oracle_flip")
+         *[f"centre_elbo_margin_{m}" for m in MARGINS], "centre_oracle_flip")
 
 
 def is_oracle_twin(x_sel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

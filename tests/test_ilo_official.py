@@ -8,7 +8,6 @@ from omegaconf import OmegaConf
 from common.errors import UserInputError
 from operators import Inpainting
 from priors.io import save_prior
-from priors.stylegan2 import StyleGAN2Prior
 from priors.vae import VAE
 from solvers.generative import GenerativeSolver, _Position
 from solvers.initialization import GaussianInit, random_noise_maps
@@ -17,16 +16,7 @@ from solvers.regularizers import geocross
 from solvers.schedule import parse_schedule
 from solvers.sphere import SphereProjection
 from tests.cli import ROOT, run_cli
-
-TINY = dict(size=32, channels=1, style_dim=16, n_mlp=2, max_channels=8)
-
-
-@pytest.fixture(scope="module")
-def prior():
-    torch.manual_seed(0)
-    g = StyleGAN2Prior(**TINY)
-    g.fit_latent_statistics(num_samples=500)
-    return g.eval().requires_grad_(False)
+from tests.test_stylegan2_inversion import prior  # noqa: F401  (the tiny StyleGAN2 fixture)
 
 
 def official_geocross(latent):  # ilo_stylegan.py loss_geocross, verbatim but for the batch of one
