@@ -41,7 +41,7 @@ def set_fused_kernels(value) -> None:
     os.environ[fused.ENV] = "1" if value else "0"
 
 
-def build_solver(cfg: DictConfig, prior=None):
+def build_solver(cfg: DictConfig, prior=None, operator=None):
     from hydra.utils import get_class
 
     from common.instantiate import instantiate_named
@@ -49,7 +49,12 @@ def build_solver(cfg: DictConfig, prior=None):
     kwargs = {"restarts": cfg.restarts}
     if getattr(get_class(cfg.solver._target_), "requires_prior", False):
         kwargs.update(prior=prior, init=instantiate_named(cfg.init), progress=bool(cfg.trainer.enable_progress_bar))
-    return instantiate_named(cfg.solver, **kwargs)
+    solver = instantiate_named(cfg.solver, **kwargs)
+    from solvers.twins import TwinSelection
+
+    if TwinSelection.applies(cfg.twin_selection.rule, operator, prior):
+        solver = TwinSelection(solver, cfg.twin_selection.rule, cfg.twin_selection.centre)
+    return solver
 
 
 def method_name(cfg: DictConfig, requires_prior: bool) -> str:
@@ -122,7 +127,7 @@ def invert(cfg: DictConfig) -> dict | None:
             raise UserInputError(f"num_images={num_images} but the test split of data={HydraConfig.get().runtime.choices.data} "
                                  f"has {len(test_set)} images; lower num_images")
         dataset = Subset(test_set, range(num_images))
-    solver = build_solver(cfg, prior)
+    solver = build_solver(cfg, prior, operator)
     check_init = getattr(getattr(solver, "init", None), "check", None)
     if check_init is not None:  # e.g. an LI encoder trained for another prior or operator: refuse before any run
         check_init(prior, operator)

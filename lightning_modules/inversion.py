@@ -8,7 +8,7 @@ de-duplicates by sample index), resume (a restarted run skips indices that alrea
 part) and the final report.
 
 Resume is allowed only into a run directory whose ``results_config.json`` — everything that
-determines the results: solver, init, operator, data, seed, restarts, precision and the SHA-256 of
+determines the results: solver, init, operator, data, seed, restarts, twin selection, precision and the SHA-256 of
 every file read (prior, LI encoder, measurement file) — equals the new run's
 (:func:`check_resume`). Only the owner of the run directory's lock writes parts
 (:class:`common.runs.RunLock`); DDP workers exit when the owner dies.
@@ -48,6 +48,8 @@ def results_config(config: Mapping, files: Mapping[str, str | os.PathLike | None
     from common.runs import file_sha256
 
     out = {key: config[key] for key in ("solver", "operator", "seed", "restarts")}
+    if config.get("twin_selection") is not None:
+        out["twin_selection"] = config["twin_selection"]
     out["data"] = {k: v for k, v in config["data"].items() if k not in DATA_EXECUTION_KEYS}
     out["precision"] = str(config["trainer"].get("precision"))
     if files.get("prior") is not None:
