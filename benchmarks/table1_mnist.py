@@ -9,7 +9,7 @@ PSNR/SSIM raw and oracle-aligned (evaluation.alignment), beside the prior's orac
 Every row is a plain ``python invert.py`` (or ``python -m evaluation.oracle_bound``) run of the first
 ``--images`` test images into ``--out/<row>`` (resumable: rerunning skips finished images); the
 summaries are collected into benchmarks/results/table1_<data>.json and printed as a markdown table.
-``--rows`` runs a subset; ``--collect`` only collects what has finished.
+``--rows`` runs a subset; ``--collect`` only collects (an unfinished row: its finished images, marked).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ ROWS = {
 PAPER = {"DPR": (23.9871, 0.9005), "PRILO (paper rule)": (42.7584, 0.9843),
          "PRILO-MII (paper rule)": (43.9541, 0.9949)}
 KEYS = ["psnr", "ssim", "psnr_aligned", "ssim_aligned", "measurement_error",
-        "psnr_range", "psnr_layer1", "psnr_layer2", "ssim_range"]
+        "psnr_range", "psnr_layer1", "psnr_layer2", "ssim_range", "ssim_layer1", "ssim_layer2"]
 
 
 def folder(row: str) -> str:
@@ -53,19 +53,35 @@ def run(row: str, args) -> None:
                f"hydra.run.dir={Path(args.out) / folder(row)}", "logger=csv", "trainer.enable_progress_bar=false"]
     if args.data_root:
         command.append(f"data.root={args.data_root}")
+    if args.devices > 1 and entry == "invert.py":  # images split over processes; results do not change
+        command += [f"trainer.devices={args.devices}", "trainer.strategy=ddp_spawn", "trainer.accelerator=cpu"]
     print(f"== {row}: {' '.join(command[1:])}", flush=True)
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": "offline"})
+
+
+def summary_of(run_dir: Path) -> dict | None:
+    """The run's summary.json, or for an unfinished invert.py run the summary of its finished parts
+    (``complete`` False: fewer images than asked)."""
+    from evaluation.report import summarize
+    from lightning_modules.inversion import read_parts
+
+    if (run_dir / "summary.json").is_file():
+        return {**json.loads((run_dir / "summary.json").read_text()), "complete": True}
+    done = read_parts(run_dir) if (run_dir / "parts").is_dir() else {}
+    if not done:
+        return None
+    return {**summarize([r["row"] for r in done.values()], "partial", {}), "complete": False}
 
 
 def collect(args) -> dict:
     rows = {}
     for row in ROWS:
-        path = Path(args.out) / folder(row) / "summary.json"
-        if not path.is_file():
+        s = summary_of(Path(args.out) / folder(row))
+        if s is None:
             continue
-        s = json.loads(path.read_text())
-        rows[row] = {"num_images": s["num_images"], "num_failed": s["num_failed"], "seconds": s["seconds"],
-                     "overrides": ROWS[row][1], **{f"{k}_{m}": s.get(f"{k}_{m}") for k in KEYS for m in ("mean", "ci95")}}
+        rows[row] = {"num_images": s["num_images"], "num_failed": s["num_failed"], "complete": s["complete"],
+                     "seconds": s["seconds"], "overrides": ROWS[row][1],
+                     **{f"{k}_{m}": s.get(f"{k}_{m}") for k in KEYS for m in ("mean", "ci95")}}
         if row in PAPER:
             rows[row]["paper_psnr"], rows[row]["paper_ssim"] = PAPER[row]
     return rows
@@ -85,9 +101,10 @@ def markdown(rows: dict) -> str:
                          f"{pm(r, 'ssim_range', '.4f')} | | | |")
             for space in ("layer1", "layer2"):
                 lines.append(f"| oracle bound: {space} ball around the range fit | {r['num_images']} | "
-                             f"{pm(r, f'psnr_{space}', '.2f')} | | | | |")
+                             f"{pm(r, f'psnr_{space}', '.2f')} | {pm(r, f'ssim_{space}', '.4f')} | | | |")
             continue
-        lines.append(f"| {name} | {r['num_images']} ({r['num_failed']}) | {pm(r, 'psnr', '.2f')} | "
+        n = f"{r['num_images']} ({r['num_failed']})" + ("" if r["complete"] else ", unfinished run")
+        lines.append(f"| {name} | {n} | {pm(r, 'psnr', '.2f')} | "
                      f"{pm(r, 'ssim', '.4f')} | {pm(r, 'psnr_aligned', '.2f')} | {pm(r, 'ssim_aligned', '.4f')} | {paper} |")
     return "\n".join(lines) + "\n"
 
@@ -100,6 +117,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--restarts", type=int, default=4, help="starts per image, the same for every row")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--devices", type=int, default=1, help="processes per invert.py row (DDP on CPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="outputs/table1")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
