@@ -9,7 +9,9 @@ PSNR/SSIM raw and oracle-aligned (evaluation.alignment), beside the prior's orac
 Every row is a plain ``python invert.py`` (or ``python -m evaluation.oracle_bound``) run of the first
 ``--images`` test images into ``--out/<row>`` (resumable: rerunning skips finished images); the
 summaries are collected into benchmarks/results/table1_<data>.json and printed as a markdown table.
-``--rows`` runs a subset; ``--collect`` only collects (an unfinished row: its finished images, marked).
+``--rows`` runs a subset; ``--collect`` only collects. Every row is summarised on the images all rows
+have finished (``num_images``; ``finished``: the row's own count), so an interrupted table still
+compares the same images.
 """
 from __future__ import annotations
 
@@ -59,27 +61,28 @@ def run(row: str, args) -> None:
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": "offline"})
 
 
-def summary_of(run_dir: Path) -> dict | None:
-    """The run's summary.json, or for an unfinished invert.py run the summary of its finished parts
-    (``complete`` False: fewer images than asked)."""
-    from evaluation.report import summarize
+def image_rows(run_dir: Path) -> dict[int, dict]:
+    """Per finished image, its report row: from metrics.csv, or for an unfinished invert.py run from its parts."""
+    from evaluation.report import read_metrics_csv
     from lightning_modules.inversion import read_parts
 
-    if (run_dir / "summary.json").is_file():
-        return {**json.loads((run_dir / "summary.json").read_text()), "complete": True}
+    if (run_dir / "metrics.csv").is_file():
+        return {r["index"]: r for r in read_metrics_csv(run_dir / "metrics.csv")}
     done = read_parts(run_dir) if (run_dir / "parts").is_dir() else {}
-    if not done:
-        return None
-    return {**summarize([r["row"] for r in done.values()], "partial", {}), "complete": False}
+    return {i: r["row"] for i, r in done.items()}
 
 
 def collect(args) -> dict:
+    """Every finished row summarised on the images that all of them have finished (the same images)."""
+    from evaluation.report import summarize
+
+    per_row = {row: image_rows(Path(args.out) / folder(row)) for row in ROWS}
+    per_row = {row: r for row, r in per_row.items() if r}
+    common = sorted(set.intersection(*(set(r) for r in per_row.values()))) if per_row else []
     rows = {}
-    for row in ROWS:
-        s = summary_of(Path(args.out) / folder(row))
-        if s is None:
-            continue
-        rows[row] = {"num_images": s["num_images"], "num_failed": s["num_failed"], "complete": s["complete"],
+    for row, images in per_row.items():
+        s = summarize([images[i] for i in common], row, {}, [k for k in KEYS if k in images[common[0]]])
+        rows[row] = {"num_images": s["num_images"], "num_failed": s["num_failed"], "finished": len(images),
                      "seconds": s["seconds"], "overrides": ROWS[row][1],
                      **{f"{k}_{m}": s.get(f"{k}_{m}") for k in KEYS for m in ("mean", "ci95")}}
         if row in PAPER:
@@ -103,7 +106,7 @@ def markdown(rows: dict) -> str:
                 lines.append(f"| oracle bound: {space} ball around the range fit | {r['num_images']} | "
                              f"{pm(r, f'psnr_{space}', '.2f')} | {pm(r, f'ssim_{space}', '.4f')} | | | |")
             continue
-        n = f"{r['num_images']} ({r['num_failed']})" + ("" if r["complete"] else ", unfinished run")
+        n = f"{r['num_images']} ({r['num_failed']})"
         lines.append(f"| {name} | {n} | {pm(r, 'psnr', '.2f')} | "
                      f"{pm(r, 'ssim', '.4f')} | {pm(r, 'psnr_aligned', '.2f')} | {pm(r, 'ssim_aligned', '.4f')} | {paper} |")
     return "\n".join(lines) + "\n"
