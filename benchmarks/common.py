@@ -10,6 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from common.cli import CONF_DIR
+from common.errors import UserInputError
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -20,17 +21,35 @@ def compose_invert(*overrides: str):
         return compose(config_name="invert", overrides=["prior.checkpoint=unused", *overrides])
 
 
-def test_images(datamodule_config: str = "mnist_embedded", num_images: int = 64, **data_overrides) -> tuple:
-    """(images, indices) of the first ``num_images`` of a datamodule's test split."""
+def split_images(split: str, datamodule_config: str = "mnist_embedded", num_images: int = 64,
+                 **data_overrides) -> tuple:
+    """(images, indices) of the first ``num_images`` of a datamodule's ``split`` ("val" or "test")."""
     from common.instantiate import instantiate
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="invert", overrides=[f"data={datamodule_config}",
                                                       *[f"data.{k}={v}" for k, v in data_overrides.items()]])
     dm = instantiate(cfg.data)
-    dm.setup("test")
-    items = [dm.test_set[i] for i in range(num_images)]
+    dataset = dm.split(split)
+    if num_images > len(dataset):
+        raise UserInputError(f"{num_images} images asked, the {split} split has {len(dataset)}")
+    items = [dataset[i] for i in range(num_images)]
     return torch.stack([d["image"] for d in items]), [d["index"] for d in items]
+
+
+def test_images(datamodule_config: str = "mnist_embedded", num_images: int = 64, **data_overrides) -> tuple:
+    """(images, indices) of the first ``num_images`` of a datamodule's test split: for reported numbers."""
+    return split_images("test", datamodule_config, num_images, **data_overrides)
+
+
+def tuning_images(split: str, datamodule_config: str = "mnist_embedded", num_images: int = 16,
+                  **data_overrides) -> tuple:
+    """Images for hyperparameter trials and any other tuning: the validation split only. The test split
+    holds the reported images, so choosing settings on it would bias the reported numbers."""
+    if split != "val":
+        raise UserInputError(f"tuning runs on the validation split only, got split={split!r}; the test split is "
+                             f"for reported numbers (benchmarks/inversion_quality.py, invert.py)")
+    return split_images("val", datamodule_config, num_images, **data_overrides)
 
 
 def save_results(name: str, payload: dict) -> Path:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import compose_invert, save_results, test_images  # noqa: E402
 from common.instantiate import instantiate, instantiate_named  # noqa: E402
-from evaluation.alignment import align_to_reference  # noqa: E402
+from evaluation.alignment import aligned_metrics  # noqa: E402
 from evaluation.metrics import psnr, ssim  # noqa: E402
 from evaluation.report import mean_ci95  # noqa: E402
 from priors.io import load_prior  # noqa: E402
@@ -45,9 +45,9 @@ def evaluate(method: str, prior, x: torch.Tensor, indices, data: str, restarts: 
     seconds = (time.perf_counter() - start) / len(x)
     p = psnr(result.x, x)
     (pm, pc), (sm, sc) = mean_ci95(p.tolist()), mean_ci95(ssim(result.x, x).tolist())
-    aligned = align_to_reference(result.x, x)  # uses the ground truth: an oracle evaluation
-    pa = psnr(aligned, x)
-    (apm, apc), (asm, asc) = mean_ci95(pa.tolist()), mean_ci95(ssim(aligned, x).tolist())
+    aligned = aligned_metrics(operator, result.x, x)  # uses the ground truth: an oracle evaluation
+    pa = aligned["psnr_aligned"]
+    (apm, apc), (asm, asc) = mean_ci95(pa.tolist()), mean_ci95(aligned["ssim_aligned"].tolist())
     return {"psnr_mean": pm, "psnr_ci95": pc, "ssim_mean": sm, "ssim_ci95": sc, "seconds_per_image": seconds,
             "aligned_oracle_psnr_mean": apm, "aligned_oracle_psnr_ci95": apc,
             "aligned_oracle_ssim_mean": asm, "aligned_oracle_ssim_ci95": asc,

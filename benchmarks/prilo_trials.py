@@ -1,4 +1,4 @@
-"""PRILO variations on a few MNIST test digits (Fourier phase retrieval, not oversampled): which
+"""PRILO variations on a few MNIST validation digits (Fourier phase retrieval, not oversampled): which
 hyperparameters the paper leaves open move the result, and how good the prior's own range is.
 
 Each trial is PRILO (or DPR) with Hydra overrides on top of conf/solver; per trial: PSNR raw and
@@ -8,6 +8,8 @@ its own reconstructions G(E(x)) of the same digits, the quality its range offers
 
     python benchmarks/prilo_trials.py --images 16
 
+Trials tune settings, so they run on the validation split and refuse the test split (``--split test``
+exits with an error): reported numbers come from the test split (benchmarks/inversion_quality.py).
 Results: benchmarks/results/prilo_trials.json.
 """
 from __future__ import annotations
@@ -20,9 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import save_results, test_images  # noqa: E402
+from benchmarks.common import save_results, tuning_images  # noqa: E402
 from benchmarks.inversion_quality import evaluate  # noqa: E402
 from evaluation.metrics import psnr  # noqa: E402
+from common.errors import exit_on_user_error  # noqa: E402
 from priors.io import load_prior  # noqa: E402
 
 TRIALS = {
@@ -42,18 +45,22 @@ TRIALS = {
 }
 
 
+@exit_on_user_error
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prior", default="outputs/priors/vae_mnist_embedded.pt")
     parser.add_argument("--data", default="mnist_embedded")
+    parser.add_argument("--data-root", default=None, help="data.root for datasets read from disk (e.g. mnist)")
+    parser.add_argument("--split", default="val", help="val (the only split tuning may use)")
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--restarts", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    x, indices = tuning_images(args.split, args.data, args.images, **({"root": args.data_root} if args.data_root else {}))
     torch.set_num_threads(args.threads)
     prior = load_prior(args.prior)
-    x, indices = test_images(args.data, args.images)
-    payload = {"prior": args.prior, "data": args.data, "images": args.images, "restarts": args.restarts}
+    payload = {"prior": args.prior, "data": args.data, "split": args.split, "images": args.images,
+               "restarts": args.restarts}
     if hasattr(prior, "encode"):
         with torch.no_grad():
             own = float(psnr(prior(prior.encode(x)[0]), x).mean())

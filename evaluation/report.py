@@ -23,7 +23,10 @@ from PIL import Image
 
 COLUMNS = ["index", "method", "psnr", "ssim", "lpips", "measurement_error", "seconds", "status"]
 METRIC_COLUMNS = ["psnr", "ssim", "lpips", "measurement_error"]
-_FLOAT_COLUMNS = METRIC_COLUMNS + ["seconds"]
+#: oracle metrics (ground truth used, labelled as such) written after the raw ones where rows carry them:
+#: PSNR/SSIM after the alignment to the trivial ambiguities (evaluation.alignment)
+ORACLE_COLUMNS = ["psnr_aligned", "ssim_aligned"]
+_FLOAT_COLUMNS = METRIC_COLUMNS + ORACLE_COLUMNS + ["seconds"]
 GRID_PADDING = 2
 
 
@@ -124,7 +127,7 @@ def _normalise_rows(rows: Sequence[Mapping], method: str, columns: list[str]) ->
         seen.add(r["index"])
         r["method"] = r["method"] if r["method"] is not None else method
         r["status"] = r["status"] if r["status"] is not None else "ok"
-        for c in _FLOAT_COLUMNS:
+        for c in [c for c in _FLOAT_COLUMNS if c in r]:
             r[c] = _as_float(r[c])
         out.append(r)
     return sorted(out, key=lambda r: r["index"])
@@ -169,10 +172,10 @@ def read_metrics_csv(path: str | os.PathLike) -> list[dict]:
 
 
 # -- summaries ---------------------------------------------------------------------------
-def summarize(rows: Sequence[Mapping], method: str, config: Mapping) -> dict:
+def summarize(rows: Sequence[Mapping], method: str, config: Mapping, extra_metrics: Sequence[str] = ()) -> dict:
     summary = {"method": method, "num_images": len(rows),
                "num_failed": sum(1 for r in rows if r.get("status", "ok") != "ok")}
-    for c in METRIC_COLUMNS:
+    for c in METRIC_COLUMNS + [c for c in ORACLE_COLUMNS if any(c in r for r in rows)] + list(extra_metrics):
         summary[f"{c}_mean"], summary[f"{c}_ci95"] = mean_ci95(r.get(c, math.nan) for r in rows)
     seconds = [_as_float(r.get("seconds")) for r in rows]
     finite = [s for s in seconds if math.isfinite(s)]
@@ -199,15 +202,22 @@ TABLE_LEGEND = (
 
 
 def summary_markdown(summaries: Sequence[Mapping]) -> str:
-    """One markdown table comparing methods: mean ± 95% CI per metric, then :data:`TABLE_LEGEND`."""
-    lines = ["| method | n (failed) | PSNR (dB) | SSIM | LPIPS | measurement error | seconds per image |",
-             "|---|---|---|---|---|---|---|"]
+    """One markdown table comparing methods: mean ± 95% CI per metric (oracle-aligned PSNR/SSIM after the
+    raw ones where a summary has them), then :data:`TABLE_LEGEND`."""
+    aligned = any("psnr_aligned_mean" in s for s in summaries)
+    header = ["method", "n (failed)", "PSNR (dB)", "SSIM"]
+    header += ["PSNR aligned (oracle)", "SSIM aligned (oracle)"] if aligned else []
+    header += ["LPIPS", "measurement error", "seconds per image"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for s in summaries:
         cells = [str(s["method"]), f"{s['num_images']} ({s['num_failed']})",
-                 _pm(s["psnr_mean"], s["psnr_ci95"], ".2f"), _pm(s["ssim_mean"], s["ssim_ci95"], ".4f"),
-                 _pm(s["lpips_mean"], s["lpips_ci95"], ".4f"),
-                 _pm(s["measurement_error_mean"], s["measurement_error_ci95"], ".3e"),
-                 "–" if s["seconds"] is None else f"{s['seconds']:.3g}"]
+                 _pm(s["psnr_mean"], s["psnr_ci95"], ".2f"), _pm(s["ssim_mean"], s["ssim_ci95"], ".4f")]
+        if aligned:
+            cells += [_pm(s.get("psnr_aligned_mean"), s.get("psnr_aligned_ci95"), ".2f"),
+                      _pm(s.get("ssim_aligned_mean"), s.get("ssim_aligned_ci95"), ".4f")]
+        cells += [_pm(s["lpips_mean"], s["lpips_ci95"], ".4f"),
+                  _pm(s["measurement_error_mean"], s["measurement_error_ci95"], ".3e"),
+                  "–" if s["seconds"] is None else f"{s['seconds']:.3g}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + TABLE_LEGEND + "\n"
 
@@ -243,24 +253,28 @@ def grid_image(grid: Mapping[str, torch.Tensor]) -> np.ndarray:
 
 # -- the report --------------------------------------------------------------------------
 def write_report(out_dir: str | os.PathLike, rows: Sequence[Mapping], method: str, config: Mapping,
-                 grid: Mapping[str, torch.Tensor] | None = None, extra_columns: Sequence[str] = ()) -> dict:
+                 grid: Mapping[str, torch.Tensor] | None = None, extra_columns: Sequence[str] = (),
+                 extra_metrics: Sequence[str] = ()) -> dict:
     """Write metrics.csv (one row per image, sorted by index), summary.json, summary.md and,
     with ``grid``, grid.png into ``out_dir``; returns the summary dict.
 
     ``rows``: dicts with "index" and any of :data:`COLUMNS` (method defaults to ``method``,
-    status to "ok"; a status other than "ok" counts as failed) plus ``extra_columns``.
+    status to "ok"; a status other than "ok" counts as failed), :data:`ORACLE_COLUMNS` (written,
+    and summarised, when any row has them) and ``extra_columns``, of which ``extra_metrics`` (numbers)
+    also get a mean and CI in summary.json.
     ``config``: the full resolved config, stored in summary.json.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    columns = COLUMNS + [c for c in extra_columns if c not in COLUMNS]
+    oracle = [c for c in ORACLE_COLUMNS if any(c in r for r in rows)]
+    columns = COLUMNS + oracle + [c for c in extra_columns if c not in COLUMNS + oracle]
     table = _normalise_rows(rows, method, columns)
     with atomic_open(out_dir / "metrics.csv", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for r in table:
             writer.writerow([_csv_cell(r[c]) for c in columns])
-    summary = summarize(table, method, config)
+    summary = summarize(table, method, config, [c for c in extra_metrics if c in columns])
     with atomic_open(out_dir / "summary.json") as f:
         json.dump(summary, f, indent=2, allow_nan=False)
         f.write("\n")

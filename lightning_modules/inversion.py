@@ -199,10 +199,13 @@ class InversionModule(LightningModule):
         x = batch.get("image")
         scores = {}
         if x is not None and self.compute_metrics:
+            from evaluation.alignment import aligned_metrics
             from evaluation.metrics import image_metrics
 
             with torch.no_grad():
-                scores = {k: v.tolist() for k, v in image_metrics(result.x.to(x), x).items()}
+                x_hat = result.x.to(x)
+                scores = {**image_metrics(x_hat, x), **aligned_metrics(self.operator, x_hat, x)}  # aligned: oracle
+                scores = {k: v.tolist() for k, v in scores.items()}
         rows = []
         for j, i in enumerate(index):
             rows.append({"index": i, "method": self.method,

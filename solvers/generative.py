@@ -78,18 +78,25 @@ class GenerativeSolver:
     """Run ``schedule`` (see :mod:`solvers.schedule`) for every image and restart, keep the lowest error.
 
     ``gradient_noise``: ``{eta, gamma}`` adds u_k ~ N(0, eta / (1 + k)^gamma) to every gradient
-    (k counts steps within a stage). ``two_start`` (DPR's image experiments) runs every
-    initial latent and its negation; ``negation_check`` (DPR algorithm 1) replaces z by -z
-    before a latent step whenever that lowers the objective. ``loss`` weights the measurement
-    terms: ``mse`` (squared error summed over measurement entries), ``mse_mean`` (its mean over
-    the entries), ``lpips`` (only for image-shaped measurements) and ``geocross``
-    (:func:`solvers.regularizers.geocross` of z_0 in init/refine stages). ``select``: ``final``
-    keeps each run's last output, ``best`` the iterate with the lowest measurement error over all
-    measurement-fitting steps (PRILO's rule, its figure 7), including forward-stage outputs in
-    the extended range, ``best_last_stage`` the lowest over the last stage (official ILO).
-    ``noise_init``: StyleGAN2 noise maps start from the prior's fixed maps (``fixed``) or from
-    fresh N(0, 1) draws per (image, restart) (``random``, official ILO). ``skip``/``ball`` are the
-    ablation switches of PRILO table 3.
+    (k counts steps within a stage).
+
+    ``restarts`` is the number of starts (optimisation runs) per image, whatever else is on:
+    ``two_start`` (DPR's image experiments) makes them pairs, ``restarts / 2`` initial latents
+    from ``init`` and their negations (so ``restarts`` must be even); ``negation_check`` (DPR
+    algorithm 1) replaces z by -z before a latent step whenever that lowers the objective, inside
+    an l1 ball by negating the ball's centre too (the ball is symmetric under z -> -z), and adds
+    no start. ``loss`` weights the measurement terms: ``mse`` (squared error summed over
+    measurement entries), ``mse_mean`` (its mean over the entries), ``lpips`` (only for
+    image-shaped measurements) and ``geocross`` (:func:`solvers.regularizers.geocross` of z_0 in
+    init/refine stages). ``select``: ``final`` keeps each run's last output: for a schedule ending
+    in a latent stage (PRILO's refinement) that is the paper's rule x* = G(z_0*), and ``latent``
+    is that z_0*; ``best`` keeps the iterate with the lowest measurement error over all
+    measurement-fitting steps (ours, after PRILO's figure 7), including forward-stage outputs in
+    the extended range, which need not be G of any latent (``latent`` is then None);
+    ``best_last_stage`` the lowest over the last stage (official ILO). ``noise_init``: StyleGAN2
+    noise maps start from the prior's fixed maps (``fixed``) or from fresh N(0, 1) draws per
+    (image, restart) (``random``, official ILO). ``skip``/``ball`` are the ablation switches of
+    PRILO table 3.
     """
 
     requires_prior = True
@@ -101,6 +108,9 @@ class GenerativeSolver:
                  stage_defaults: dict | None = None, noise_init: str = "fixed", progress: bool = False):
         if restarts < 1:
             raise UserInputError(f"restarts must be >= 1, got {restarts}")
+        if two_start and restarts % 2:
+            raise UserInputError(f"two_start runs every initial latent and its negation, so restarts (the number of "
+                                 f"starts per image) must be even, got {restarts}; set restarts=2k or solver.two_start=false")
         if optimizer not in ("adam", "sgd"):
             raise UserInputError(f"solver.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         if select not in ("final", "best", "best_last_stage"):
@@ -214,7 +224,7 @@ class GenerativeSolver:
         per_row = []  # per step, each row's objective (detached): the curve is reduced after the loop
         for k in range(stage.steps):
             if self.negation_check and stage.kind in LATENT_KINDS:
-                self._negate_where_better(stage, variables, const, operator, y, opt)
+                self._negate_where_better(stage, variables, const, operator, y, opt, balls.get("z0"))
             opt.zero_grad(set_to_none=True)
             if target is not None:
                 rep = self.prior.to_layer(variables["z0"], stage.layer)
@@ -244,7 +254,9 @@ class GenerativeSolver:
         return _mean_over_finite_rows(torch.stack(per_row)).tolist() if per_row else []
 
     @torch.no_grad()
-    def _negate_where_better(self, stage, variables, const, operator, y, opt) -> None:
+    def _negate_where_better(self, stage, variables, const, operator, y, opt, ball: L1Ball | None) -> None:
+        """DPR's check: z -> -z per row where that lowers the objective; a ball around c moves to -c with it,
+        so that the projection keeps the flipped iterate (||-z - (-c)||_1 = ||z - c||_1)."""
         z = variables["z0"]
         both = {**variables, "z0": torch.cat([z, -z])}
         const2 = {k: torch.cat([v, v]) for k, v in const.items()}
@@ -253,6 +265,8 @@ class GenerativeSolver:
         if bool(flip.any()):
             sign = torch.where(flip, -1.0, 1.0).to(z.dtype).view(-1, *([1] * (z.dim() - 1)))
             z.mul_(sign)
+            if ball is not None:
+                ball.center.mul_(sign)
             state = opt.state.get(z, {})
             if "exp_avg" in state:  # keep Adam's first moment consistent with the flipped iterate
                 state["exp_avg"].mul_(sign)
@@ -274,11 +288,12 @@ class GenerativeSolver:
         operator = operator.to(device)
         y = y.to(device)
         operator.check_measurements(y)
-        z0 = self.init(prior, operator, y, indices, seed, self.restarts).to(device)
         runs = self.restarts
         if self.two_start:
+            z0 = self.init(prior, operator, y, indices, seed, runs // 2).to(device)
             z0 = torch.stack([z0, -z0], dim=1).flatten(0, 1)
-            runs *= 2
+        else:
+            z0 = self.init(prior, operator, y, indices, seed, runs).to(device)
         y_runs = y.repeat_interleave(runs, dim=0)
         keys = sample_keys(seed, "gradient_noise", indices, runs, device=device)
         noise = random_noise_maps(prior, seed, indices, runs) if self.noise_init == "random" else {}
@@ -297,4 +312,4 @@ class GenerativeSolver:
         pick = select_best_restart(final.err, runs)
         err = final.err[pick]
         return SolveResult(x=final.x[pick].clamp(0, 1), measurement_error=err, failed=~torch.isfinite(err),
-                           latent=pos.z0[pick] if pos.rep is None else None, history=history)
+                           latent=pos.z0[pick] if pos.rep is None and best is None else None, history=history)

@@ -54,6 +54,20 @@ def random_noise_maps(prior: LayeredPrior, seed: int, indices: Sequence[int], re
     return {k: torch.stack([torch.randn(shape, generator=g) for g in gens]) for k, shape in shapes.items()}
 
 
+class GivenLatents(Initialization):
+    """Latents from elsewhere (e.g. another solve's result), one per (image, restart), image-major."""
+
+    name = "given"
+
+    def __init__(self, latents: torch.Tensor):
+        self.latents = latents
+
+    def __call__(self, prior, operator, y, indices, seed, restarts):
+        if self.latents.shape[0] != len(indices) * restarts:
+            raise ValueError(f"{self.latents.shape[0]} given latents for {len(indices)} images x {restarts} restarts")
+        return self.latents
+
+
 class MagnitudeInformedInit(Initialization):
     name = "mii"
 

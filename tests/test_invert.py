@@ -11,7 +11,8 @@ from tests.cli import run_cli, tiny_vae_prior
 FAST_PRILO = ("solver.schedule=[{kind:init,steps:15,lr:0.1,radius:100},"
               "{kind:forward,layer:1,steps:10,lr:0.05,radius:5},"
               "{kind:backproject,layer:1,steps:10,lr:0.05,center:zero},{kind:refine,steps:10,lr:0.05,radius:100}]")
-COLUMNS = ["index", "method", "psnr", "ssim", "lpips", "measurement_error", "seconds", "status"]
+COLUMNS = ["index", "method", "psnr", "ssim", "lpips", "measurement_error", "seconds", "status",
+           "psnr_aligned", "ssim_aligned"]  # the last two: oracle-aligned, Fourier phase retrieval only
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +43,13 @@ def test_invert_writes_the_report_contract(tmp_path, prior_file):
     assert [int(r["index"]) for r in rows] == [0, 1, 2, 3, 4]
     assert {r["method"] for r in rows} == {"prilo-mii"} and {r["status"] for r in rows} == {"ok"}
     assert all(float(r["psnr"]) > 0 and -1 <= float(r["ssim"]) <= 1 for r in rows)
+    assert all(float(r["psnr_aligned"]) >= float(r["psnr"]) for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     for key in ("method", "num_images", "psnr_mean", "psnr_ci95", "ssim_mean", "ssim_ci95", "lpips_mean",
-                "lpips_ci95", "seconds", "config"):
+                "lpips_ci95", "seconds", "config", "psnr_aligned_mean", "ssim_aligned_ci95"):
         assert key in summary
     assert summary["num_images"] == 5 and summary["config"]["restarts"] == 2
-    assert (out / "grid.png").stat().st_size > 0 and (out / "summary.md").exists()
+    assert (out / "grid.png").stat().st_size > 0 and "PSNR aligned (oracle)" in (out / "summary.md").read_text()
     recon = torch.load(out / "reconstructions.pt")
     assert recon["x_hat"].shape == (5, 1, 28, 28) and recon["index"].tolist() == [0, 1, 2, 3, 4]
 
@@ -97,10 +99,10 @@ def test_batch_size_and_process_count_do_not_change_results(tmp_path, prior_file
 
 def test_measurement_file_mode(tmp_path, prior_file):
     first = tmp_path / "measure"
-    invert(first, prior_file, "num_images=3", "restarts=1", "save_measurements=true", "operator.noise_std=0.01",
+    invert(first, prior_file, "num_images=3", "restarts=2", "save_measurements=true", "operator.noise_std=0.01",
            FAST_PRILO)
     recon = tmp_path / "from_file"
-    invert(recon, prior_file, f"measurements={first / 'measurements.pt'}", "num_images=3", "restarts=1", FAST_PRILO)
+    invert(recon, prior_file, f"measurements={first / 'measurements.pt'}", "num_images=3", "restarts=2", FAST_PRILO)
     rows = read_rows(recon / "metrics.csv")
     assert len(rows) == 3 and all(r["psnr"] in ("", "nan") for r in rows)
     assert all(float(r["measurement_error"]) >= 0 for r in rows)
@@ -135,7 +137,7 @@ def test_corrupt_or_mismatched_prior_and_mismatched_measurements(tmp_path, prior
         proc = invert(tmp_path / "x", prior, "num_images=1", expect_ok=False)
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr[-2000:]
     out = tmp_path / "m"
-    invert(out, prior_file, "num_images=1", "restarts=1", "save_measurements=true", FAST_PRILO)
+    invert(out, prior_file, "num_images=1", "restarts=2", "save_measurements=true", FAST_PRILO)
     proc = invert(tmp_path / "y", prior_file, f"measurements={out / 'measurements.pt'}", "operator=gaussian_pr",
                   expect_ok=False)
     assert proc.returncode == 2 and "do not match" in proc.stderr

@@ -30,6 +30,11 @@ def truth(prior):
 SCHEDULES = {
     "csgm": dict(schedule=[{"kind": "init", "steps": 120, "lr": 0.1}]),
     "dpr": dict(schedule=[{"kind": "init", "steps": 120, "lr": 0.1}], two_start=True, negation_check=True),
+    "prilo_paper": dict(schedule=[{"kind": "init", "steps": 60, "lr": 0.1, "radius": 100},
+                                  {"kind": "forward", "layer": 2, "steps": 30, "lr": 0.05, "radius": 5.0},
+                                  {"kind": "backproject", "layer": 2, "steps": 30, "lr": 0.05, "center": "zero"},
+                                  {"kind": "refine", "steps": 30, "lr": 0.05, "radius": 100}],
+                        gradient_noise={"eta": 0.02, "gamma": 0.55}, select="final"),
     "ilo": dict(schedule=[{"kind": "init", "steps": 60, "lr": 0.1},
                           {"kind": "forward", "layer": 1, "steps": 60, "lr": 0.05, "radius": 5.0},
                           {"kind": "forward", "layer": 2, "steps": 60, "lr": 0.05, "radius": 5.0}]),
@@ -59,7 +64,8 @@ def test_solver_reduces_measurement_error(prior, truth, solver_name, operator_na
     z0 = RandomInit()(prior, op, y, indices, seed=3, restarts=1)
     with torch.no_grad():
         start = op.measurement_error(prior(z0), y)
-    solver = GenerativeSolver(prior, restarts=1, **SCHEDULES[solver_name])
+    solver = GenerativeSolver(prior, restarts=2 if SCHEDULES[solver_name].get("two_start") else 1,
+                              **SCHEDULES[solver_name])
     result = solver.solve(op, y, indices, seed=3)
     assert result.x.shape == truth.shape and result.x.min() >= 0 and result.x.max() <= 1
     assert not result.failed.any()
@@ -172,3 +178,47 @@ def test_ablation_switches():
     assert [s.kind for s in parse_schedule(sched)] == ["init"] + ["forward", "backproject", "refine"] * 2
     assert [s.kind for s in parse_schedule(sched, skip=["refine"])] == ["init"] + ["forward", "backproject"] * 2
     assert all(s.radius is None for s in parse_schedule(sched, ball=False))
+
+
+def test_paper_rule_returns_the_decoder_image_of_its_latent(prior, truth):
+    """select=final on a schedule ending in refinement is PRILO's x* = G(z_0*): G(latent) is the image."""
+    op = FourierPhaseRetrieval(SHAPE, seed=1)
+    result = GenerativeSolver(prior, restarts=2, **SCHEDULES["prilo_paper"]).solve(op, op(truth), [0, 1, 2, 3], 5)
+    with torch.no_grad():
+        assert torch.equal(prior(result.latent).clamp(0, 1), result.x)
+    best = GenerativeSolver(prior, restarts=2, **{**SCHEDULES["prilo_paper"], "select": "best"})
+    assert best.solve(op, op(truth), [0, 1, 2, 3], 5).latent is None  # its image need not be G of any latent
+
+
+def test_restarts_count_starts_with_two_start(prior, truth):
+    """two_start splits the R starts into R/2 initial latents and their negations: no hidden doubling."""
+    op = GaussianPhaseRetrieval(SHAPE, m=48, seed=1)
+    y = op(truth)
+    seen = []
+
+    class Recording(RandomInit):
+        def __call__(self, prior, operator, y, indices, seed, restarts):
+            seen.append(restarts)
+            return super().__call__(prior, operator, y, indices, seed, restarts)
+
+    sched = [{"kind": "init", "steps": 3, "lr": 0.1}]
+    GenerativeSolver(prior, sched, init=Recording(), restarts=4, two_start=True).solve(op, y, [0, 1, 2, 3], 0)
+    GenerativeSolver(prior, sched, init=Recording(), restarts=4).solve(op, y, [0, 1, 2, 3], 0)
+    assert seen == [2, 4]
+    with pytest.raises(UserInputError, match="must be even"):
+        GenerativeSolver(prior, sched, restarts=3, two_start=True)
+
+
+def test_negation_check_flips_inside_a_ball(prior):
+    """-z is far better than z, and z's stage ball (radius 0.5) excludes -z: the flip must survive projection."""
+    op = GaussianPhaseRetrieval(SHAPE, m=48, seed=1)
+    idx = [0, 1, 2, 3]
+    z = RandomInit()(prior, op, None, idx, seed=6, restarts=1)
+    with torch.no_grad():
+        y = op(prior(-z))
+    sched = [{"kind": "init", "steps": 5, "lr": 0.01, "radius": 0.5}]
+    flipped = GenerativeSolver(prior, sched, init=RandomInit(), negation_check=True).solve(op, y, idx, seed=6)
+    assert torch.all((flipped.latent + z).abs().sum(1) <= 0.5 + 1e-5)  # inside the ball around -z
+    plain = GenerativeSolver(prior, sched, init=RandomInit()).solve(op, y, idx, seed=6)
+    assert torch.all((plain.latent - z).abs().sum(1) <= 0.5 + 1e-5)
+    assert torch.all(flipped.measurement_error < 0.1 * plain.measurement_error)

@@ -1,0 +1,144 @@
+"""PRILO's table 1 (Fourier phase retrieval, not oversampled, MNIST) as the project runs it: DPR, PRILO
+and PRILO-MII, each PRILO by the paper's rules (solver=prilo_paper: x* = G(z_0*), R starts) and by
+ours (solver=prilo: best iterate, negated start pairs, negation check) at the same number of starts;
+PSNR/SSIM raw and oracle-aligned (evaluation.alignment), beside the prior's oracle bound
+(evaluation.oracle_bound: the prior fitted to the ground truth in G's range and in PRILO's balls).
+
+    python benchmarks/table1_mnist.py --prior outputs/priors/vae_mnist.pt --data-root $MDS --images 256
+
+Every row is a plain ``python invert.py`` (or ``python -m evaluation.oracle_bound``) run of the first
+``--images`` test images into ``--out/<row>`` (resumable: rerunning skips finished images); the
+summaries are collected into benchmarks/results/table1_<data>.json and printed as a markdown table.
+``--rows`` runs a subset; ``--collect`` only collects. Every row is summarised on the images all rows
+have finished (``num_images``; ``finished``: the row's own count), so an interrupted table still
+compares the same images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import save_results  # noqa: E402
+
+#: row -> (entry point, overrides); the oracle row uses prilo's output spaces (range, layer 1, layer 2)
+ROWS = {
+    "oracle bound": ("evaluation.oracle_bound", ["solver=prilo", "init=mii"]),
+    "DPR": ("invert.py", ["solver=dpr", "init=random"]),
+    "PRILO-MII (paper rule)": ("invert.py", ["solver=prilo_paper", "init=mii"]),
+    "PRILO-MII (ours)": ("invert.py", ["solver=prilo", "init=mii"]),
+    "PRILO (paper rule)": ("invert.py", ["solver=prilo_paper", "init=random"]),
+    "PRILO (ours)": ("invert.py", ["solver=prilo", "init=random"]),
+}
+#: PRILO table 1 / appendix E (1024 test images, four restarts): PSNR, SSIM
+PAPER = {"DPR": (23.9871, 0.9005), "PRILO (paper rule)": (42.7584, 0.9843),
+         "PRILO-MII (paper rule)": (43.9541, 0.9949)}
+KEYS = ["psnr", "ssim", "psnr_aligned", "ssim_aligned", "measurement_error",
+        "psnr_range", "psnr_layer1", "psnr_layer2", "ssim_range", "ssim_layer1", "ssim_layer2"]
+
+
+def folder(row: str) -> str:
+    return row.lower().replace(" ", "_").replace("(", "").replace(")", "")
+
+
+def run(row: str, args) -> None:
+    entry, overrides = ROWS[row]
+    command = [sys.executable, *(["-m", entry] if not entry.endswith(".py") else [str(ROOT / entry)]),
+               *overrides, f"prior.checkpoint={args.prior}", f"data={args.data}", f"num_images={args.images}",
+               f"restarts={args.restarts}", f"batch_size={args.batch_size}", f"seed={args.seed}",
+               f"hydra.run.dir={Path(args.out) / folder(row)}", "logger=csv", "trainer.enable_progress_bar=false"]
+    if args.data_root:
+        command.append(f"data.root={args.data_root}")
+    if args.devices > 1 and entry == "invert.py":  # images split over processes; results do not change
+        command += [f"trainer.devices={args.devices}", "trainer.strategy=ddp_spawn", "trainer.accelerator=cpu"]
+    print(f"== {row}: {' '.join(command[1:])}", flush=True)
+    subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": "offline"})
+
+
+def image_rows(run_dir: Path) -> dict[int, dict]:
+    """Per finished image, its report row: from metrics.csv, or for an unfinished invert.py run from its parts."""
+    from evaluation.report import read_metrics_csv
+    from lightning_modules.inversion import read_parts
+
+    if (run_dir / "metrics.csv").is_file():
+        return {r["index"]: r for r in read_metrics_csv(run_dir / "metrics.csv")}
+    done = read_parts(run_dir) if (run_dir / "parts").is_dir() else {}
+    return {i: r["row"] for i, r in done.items()}
+
+
+def collect(args) -> dict:
+    """Every finished row summarised on the images that all of them have finished (the same images)."""
+    from evaluation.report import summarize
+
+    per_row = {row: image_rows(Path(args.out) / folder(row)) for row in ROWS}
+    per_row = {row: r for row, r in per_row.items() if r}
+    common = sorted(set.intersection(*(set(r) for r in per_row.values()))) if per_row else []
+    rows = {}
+    for row, images in per_row.items():
+        s = summarize([images[i] for i in common], row, {}, [k for k in KEYS if k in images[common[0]]])
+        rows[row] = {"num_images": s["num_images"], "num_failed": s["num_failed"], "finished": len(images),
+                     "seconds": s["seconds"], "overrides": ROWS[row][1],
+                     **{f"{k}_{m}": s.get(f"{k}_{m}") for k in KEYS for m in ("mean", "ci95")}}
+        if row in PAPER:
+            rows[row]["paper_psnr"], rows[row]["paper_ssim"] = PAPER[row]
+    return rows
+
+
+def markdown(rows: dict) -> str:
+    def pm(r, k, fmt):
+        m, c = r.get(f"{k}_mean"), r.get(f"{k}_ci95")
+        return "–" if m is None else f"{m:{fmt}} ± {c:{fmt}}"
+
+    lines = ["| method | n | PSNR (dB) | SSIM | PSNR aligned (oracle) | SSIM aligned (oracle) | paper PSNR / SSIM |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        paper = f"{r['paper_psnr']:.2f} / {r['paper_ssim']:.4f}" if "paper_psnr" in r else "–"
+        if name == "oracle bound":
+            lines.append(f"| oracle bound: G's range (z_0 only) | {r['num_images']} | {pm(r, 'psnr_range', '.2f')} | "
+                         f"{pm(r, 'ssim_range', '.4f')} | | | |")
+            for space in ("layer1", "layer2"):
+                lines.append(f"| oracle bound: {space} ball around the range fit | {r['num_images']} | "
+                             f"{pm(r, f'psnr_{space}', '.2f')} | {pm(r, f'ssim_{space}', '.4f')} | | | |")
+            continue
+        n = f"{r['num_images']} ({r['num_failed']})"
+        lines.append(f"| {name} | {n} | {pm(r, 'psnr', '.2f')} | "
+                     f"{pm(r, 'ssim', '.4f')} | {pm(r, 'psnr_aligned', '.2f')} | {pm(r, 'ssim_aligned', '.4f')} | {paper} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prior", default="outputs/priors/vae_mnist.pt")
+    parser.add_argument("--data", default="mnist")
+    parser.add_argument("--data-root", default=None, help="data.root for datasets read from disk (e.g. mnist)")
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--restarts", type=int, default=4, help="starts per image, the same for every row")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--devices", type=int, default=1, help="processes per invert.py row (DDP on CPU)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="outputs/table1")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--collect", action="store_true", help="only collect finished rows")
+    args = parser.parse_args(argv)
+    if not args.collect:
+        for row in args.rows:
+            run(row, args)
+    rows = collect(args)
+    table = markdown(rows)
+    print(table)
+    save_results(f"table1_{args.data}", {"prior": args.prior, "data": args.data, "images": args.images,
+                                         "restarts": args.restarts, "split": "test", "seed": args.seed,
+                                         "operator": "fourier_pr (not oversampled, ortho)",
+                                         "selection": "lowest measurement error per image (oracle bound: image error)",
+                                         "rows": rows, "markdown": table})
+    return rows
+
+
+if __name__ == "__main__":
+    main()
