@@ -90,7 +90,8 @@ def rtil_members(lambda_: float, layers: Sequence[int] | None, num_layers: int) 
 
 
 def flat_logits(pred: torch.Tensor) -> torch.Tensor:
-    return pred.reshape(pred.shape[0])
+    """(N,) float32 logits (losses stay float32 under mixed precision)."""
+    return pred.reshape(pred.shape[0]).float()
 
 
 class AdversarialModule(LightningModule):

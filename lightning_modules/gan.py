@@ -15,6 +15,7 @@ import torch
 from torch import autograd
 
 from common.errors import UserInputError
+from common.precision import float32
 from lightning_modules.adversarial import AdversarialModule, RTIL_DEFAULTS
 from lightning_modules.vae import plain_config
 from priors.base import Representation
@@ -97,7 +98,8 @@ class GANModule(AdversarialModule):
 
     def generator_regularization(self, n: int) -> dict[str, torch.Tensor]:
         hp = self.hparams
-        pl = self.path_length_loss(max(1, n // hp.path_batch_shrink))
+        with float32(self.device):  # |J^T y| of tiny per-pixel noise: underflows in float16, coarse in bf16
+            pl = self.path_length_loss(max(1, n // hp.path_batch_shrink))
         return {"loss": hp.path_regularize * hp.g_reg_every * pl["loss"] + 0 * pl["anchor"], "path_loss": pl["loss"],
                 "path_length": pl["path_length"],
                 "mean_path_length": sum(w * a for (_, w), a in zip(self.members, self.mean_path_length))}
