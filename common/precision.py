@@ -75,4 +75,5 @@ def channels_last(module: torch.nn.Module) -> torch.nn.Module:
     Convolutions then take and give NHWC activations (cuDNN's and oneDNN's fast layout for
     bf16/fp16 convolutions on tensor cores); values are unchanged up to summation order.
     """
-    return module.to(memory_format=torch.channels_last)
+    # Module.to(memory_format=...) refuses 5-d tensors (StyleGAN2's modulated weights); only 4-d ones change
+    return module._apply(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
