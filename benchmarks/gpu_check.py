@@ -161,6 +161,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.cpu_smoke:
         device, cfg, reps, name = torch.device("cpu"), SMOKE, 1, "cpu-smoke"
+        torch.set_num_threads(1)
     else:
         if not torch.cuda.is_available():
             print("error: no CUDA GPU visible (torch.cuda.is_available() is False); "
