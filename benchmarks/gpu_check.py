@@ -5,11 +5,14 @@
   the GANModule's own D, R1, G and path-length steps amortised as in benchmarks/stylegan2_speed.py;
 * ILO steps/s at batch 64 (StyleGAN2 256x256, forward stage at split 2 with noise maps, as
   conf/solver/ilo_stylegan.yaml) and PRILO images/s (the engine's whole schedule, few steps per
-  stage, 4 restarts), each eager vs compiled solver kernels (``fused_kernels``) and float32 vs bf16.
+  stage, 4 restarts), each eager vs compiled solver kernels (``fused_kernels``; compiled only for
+  variables of at least ``common.fused.MIN_NUMEL`` elements, so the smoke sizes run eager either way)
+  and float32 vs bf16.
 
 Random-weight networks: speed does not depend on the weights. ``--cpu-smoke`` shrinks every size
 so the script runs in seconds on a CPU (its figures mean nothing; it keeps the script working).
-Prints one line per figure and writes benchmarks/results/gpu_check_<device name>.json.
+Prints one line per figure and writes benchmarks/results/gpu_check_<device name>.json (after every
+figure, so a run cut short by the 8-minute limit of gpu_check.sh keeps what it measured).
 """
 from __future__ import annotations
 
@@ -172,6 +175,11 @@ def main(argv=None) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32
     print(f"device: {name}; torch {torch.__version__}; config {json.dumps({k: v for k, v in cfg.items()})}")
     rows = {"training": [], "inversion": []}
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+    def save():  # after every figure: a run stopped by the time limit keeps what it measured
+        return save_results(f"gpu_check_{slug}", {"device": name, "torch": torch.__version__, "config": cfg, **rows})
+
     for mode, rtil in (("vanilla", None), ("rtil", RTIL)):
         for precision in ("fp32", "bf16"):
             for nhwc in (False, True):
@@ -180,14 +188,15 @@ def main(argv=None) -> dict:
                                          "iterations_per_second": its})
                 print(f"stylegan2 {cfg['size']}x{cfg['size']} train batch {cfg['train_batch']} {mode:7s} {precision} "
                       f"{'channels_last' if nhwc else 'nchw         '}: {its:8.3f} it/s")
+                save()
     for precision in ("fp32", "bf16"):
         for compiled in (False, True):
             row = inversion(cfg, device, precision, compiled, nhwc=False)
             rows["inversion"].append({"precision": precision, "kernels": "compiled" if compiled else "eager", **row})
             print(f"inversion {precision} {'compiled' if compiled else 'eager   '}: ILO batch {cfg['ilo_batch']} "
                   f"{row['ilo_steps_per_second']:8.2f} steps/s  PRILO {row['prilo_images_per_second']:8.3f} images/s")
-    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-    return save_results(f"gpu_check_{slug}", {"device": name, "torch": torch.__version__, "config": cfg, **rows})
+            path = save()
+    return path
 
 
 if __name__ == "__main__":

@@ -81,18 +81,24 @@ def test_learned_init_encoder_trains_under_bf16(tmp_path):
     finite_and_moved(module, before)
 
 
-def test_gradient_penalties_are_float32_under_autocast():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])  # 16-mixed is GPU-only in Lightning
+def test_gradient_penalties_are_float32_under_autocast(dtype):
     torch.manual_seed(0)
     disc = StyleGAN2Discriminator(size=16, channels=1, max_channels=8)
     real = torch.rand(4, 1, 16, 16) * 2 - 1
     critic = lambda x: disc(x).flatten()  # noqa: E731
     reference = Logistic(r1=10.0, reg_every=1).lazy_regularizer(critic, real)["r1"]
-    with torch.autocast(**BF16):
+    with torch.autocast("cpu", dtype=dtype):
         r1 = Logistic(r1=10.0, reg_every=1).lazy_regularizer(critic, real)["r1"]
-        gp = WGANGP().discriminator_loss(critic, real, [(1.0, real.flip(0).bfloat16())],
+        gp = WGANGP().discriminator_loss(critic, real, [(1.0, real.flip(0).to(dtype))],
                                          torch.Generator().manual_seed(0))["gradient_penalty"]
     assert r1.dtype == gp.dtype == torch.float32
-    torch.testing.assert_close(r1, reference, rtol=1e-5, atol=0)  # computed in float32, not bf16
+    torch.testing.assert_close(r1, reference, rtol=1e-5, atol=0)  # computed in float32, not in half precision
+    # the path-length penalty of StyleGAN2 too: the same draws give the float32 value
+    reference = sg2.make_module().generator_regularization(4)["path_loss"]
+    with torch.autocast("cpu", dtype=dtype):
+        path_loss = sg2.make_module().generator_regularization(4)["path_loss"]
+    torch.testing.assert_close(path_loss, reference, rtol=1e-5, atol=0)
 
 
 # -- operators and inversion ------------------------------------------------------------------------
