@@ -32,10 +32,10 @@ BF16 = {"device_type": "cpu", "dtype": torch.bfloat16}
 PSNR_TOLERANCE_DB, ERROR_TOLERANCE = 1.0, 0.05
 
 
-def fit(module, data, iterations: int, precision: str = "bf16-mixed") -> None:
+def fit(module, data, iterations: int, precision: str = "bf16-mixed", root=None) -> None:
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, max_epochs=1,
-                         limit_train_batches=iterations, precision=precision)
+                         limit_train_batches=iterations, precision=precision, default_root_dir=root)
     trainer.fit(module, DataLoader(data, batch_size=4))
 
 
@@ -77,7 +77,7 @@ def test_learned_init_encoder_trains_under_bf16(tmp_path):
     module = make_module(tiny_vae_prior(tmp_path / "vae.pt", image_shape=SHAPE), lambda_perc=0.0)
     before = {k: v.clone() for k, v in module.state_dict().items()}
     x = prior_images(module.prior, 16, seed=1)
-    fit(module, [{"image": x[i], "index": i} for i in range(16)], 3)
+    fit(module, [{"image": x[i], "index": i} for i in range(16)], 3, root=tmp_path)  # encoder.pt goes there
     finite_and_moved(module, before)
 
 
