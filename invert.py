@@ -109,6 +109,10 @@ def invert(cfg: DictConfig) -> dict | None:
     prior = load_prior(cfg.prior.checkpoint) if requires_prior else None
     if prior is not None:
         report_prior(cfg.prior.checkpoint, prior)
+    if prior is not None and cfg.get("channels_last"):
+        from common.precision import channels_last
+
+        channels_last(prior)
     if prior is not None and tuple(prior.image_shape) != tuple(operator.input_shape):
         raise UserInputError(
             f"prior {cfg.prior.checkpoint} generates images of shape {tuple(prior.image_shape)} but the data/operator "

@@ -22,6 +22,13 @@ What a generator must provide to train here (``model.module.prior``, built with 
   per image, shape (N,) or (N, 1);
 * a loss (``model.module.loss``): :mod:`lightning_modules.losses`.
 
+``channels_last=True`` stores generator and discriminator convolution weights channels-last and
+feeds the discriminator channels-last images (NHWC: the fast layout of bf16/fp16 convolutions on
+tensor cores); outputs equal the default layout's to rounding. Subclasses pass it through.
+Mixed precision (``trainer.precision=bf16-mixed``/``16-mixed``): Lightning autocasts
+``training_step``; logits and losses are float32 and the gradient penalties run in float32
+(:mod:`common.precision`).
+
 That is all a plain generator/discriminator pair needs (e.g. DCGAN). Architectures with more
 (StyleGAN2's mapping network, style mixing, path length: ``lightning_modules.gan``; progressive
 growing: ``lightning_modules.progressive``) subclass and override the hooks
@@ -43,6 +50,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from common.checkpoint import exportable
 from common.errors import UserInputError
+from common.precision import channels_last as to_channels_last
 from common.randomness import sample_seed
 from lightning_modules.image_logging import log_image_grid
 from lightning_modules.vae import plain_config
@@ -90,7 +98,8 @@ def rtil_members(lambda_: float, layers: Sequence[int] | None, num_layers: int) 
 
 
 def flat_logits(pred: torch.Tensor) -> torch.Tensor:
-    return pred.reshape(pred.shape[0])
+    """(N,) float32 logits (losses stay float32 under mixed precision)."""
+    return pred.reshape(pred.shape[0]).float()
 
 
 class AdversarialModule(LightningModule):
@@ -101,14 +110,16 @@ class AdversarialModule(LightningModule):
 
     def __init__(self, prior: dict, discriminator: dict, loss: dict, lr: float = 0.002,
                  betas: Sequence[float] = (0.0, 0.99), ema_kimg: float = 10.0, rtil: dict | None = None,
-                 sample_every_n_steps: int = 1000, num_samples: int = 32, seed: int = 0):
+                 sample_every_n_steps: int = 1000, num_samples: int = 32, seed: int = 0,
+                 channels_last: bool = False):
         super().__init__()
         self.automatic_optimization = False
         rtil = {**RTIL_DEFAULTS, **plain_config(rtil or {})}
         self.save_hyperparameters({
             "prior": plain_config(prior), "discriminator": plain_config(discriminator), "loss": plain_config(loss),
             "lr": float(lr), "betas": [float(b) for b in betas], "ema_kimg": float(ema_kimg), "rtil": rtil,
-            "sample_every_n_steps": int(sample_every_n_steps), "num_samples": int(num_samples), "seed": int(seed)})
+            "sample_every_n_steps": int(sample_every_n_steps), "num_samples": int(num_samples), "seed": int(seed),
+            "channels_last": bool(channels_last)})
         if rtil["sigma"] < 0:
             raise UserInputError(f"rtil.sigma must be >= 0, got {rtil['sigma']}")
         if sample_every_n_steps < 1:
@@ -116,6 +127,9 @@ class AdversarialModule(LightningModule):
         self.generator: LayeredPrior = instantiate(exportable(prior, "prior", "model.module.prior"))
         self.discriminator: torch.nn.Module = instantiate(discriminator)
         self.loss = instantiate(loss)
+        if channels_last:
+            to_channels_last(self.generator)
+            to_channels_last(self.discriminator)
         self.prior: LayeredPrior = copy.deepcopy(self.generator).requires_grad_(False)
         self.members = rtil_members(float(rtil["lambda_"]), rtil["layers"], self.generator.num_layers)
         self.sigma, self.cumulative = float(rtil["sigma"]), bool(rtil["cumulative"])
@@ -233,6 +247,8 @@ class AdversarialModule(LightningModule):
     def train_iteration(self, batch) -> None:
         g_opt, d_opt = self.optimizers()
         real = self.real_images(batch)
+        if self.hparams.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
         n, it = real.shape[0], int(self.iteration)
 
         self.generator.requires_grad_(False)

@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from common.errors import UserInputError
+from common.precision import float32
 from common.checkpoint import exportable
 from common.instantiate import instantiate
 from common.randomness import per_sample_normal, sample_seed
@@ -42,9 +43,10 @@ LPIPS_UPSAMPLE_SIZE = 32
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """mean over images of (‖∇_x̃ D(x̃)‖₂ − 1)² at x̃ = eps · real + (1 − eps) · fake (differentiable in D)."""
-    mixed = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
-    (grad,) = autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
-    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    with float32(real.device):  # input gradients underflow in float16 (mixed precision)
+        mixed = (eps * real.detach().float() + (1 - eps) * fake.detach().float()).requires_grad_(True)
+        (grad,) = autograd.grad(critic(mixed).sum().float(), mixed, create_graph=True)
+        return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
 
 def perceptual_loss(x_hat: torch.Tensor, x: torch.Tensor, net: str) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 from torch import autograd
 
 from common.errors import UserInputError
+from common.precision import float32
 from lightning_modules.adversarial import AdversarialModule, RTIL_DEFAULTS
 from lightning_modules.vae import plain_config
 from priors.base import Representation
@@ -35,18 +36,21 @@ class GANModule(AdversarialModule):
     def __init__(self, prior: dict, discriminator: dict, lr: float = 0.002, betas: Sequence[float] = (0.0, 0.99),
                  r1: float = 10.0, d_reg_every: int = 16, path_regularize: float = 2.0, path_batch_shrink: int = 2,
                  path_decay: float = 0.01, g_reg_every: int = 4, mixing: float = 0.9, ema_kimg: float = 10.0,
-                 rtil: dict | None = None, sample_every_n_steps: int = 1000, num_samples: int = 32, seed: int = 0):
+                 rtil: dict | None = None, sample_every_n_steps: int = 1000, num_samples: int = 32, seed: int = 0,
+                 channels_last: bool = False):
         if d_reg_every < 1 or g_reg_every < 1 or path_batch_shrink < 1:
             raise UserInputError("d_reg_every, g_reg_every and path_batch_shrink must be >= 1")
         loss = {"_target_": "lightning_modules.losses.Logistic", "r1": float(r1), "reg_every": int(d_reg_every)}
-        super().__init__(prior, discriminator, loss, lr, betas, ema_kimg, rtil, sample_every_n_steps, num_samples, seed)
+        super().__init__(prior, discriminator, loss, lr, betas, ema_kimg, rtil, sample_every_n_steps, num_samples, seed,
+                         channels_last=channels_last)
         self.save_hyperparameters({  # the StyleGAN2 signature (Lightning checkpoints rebuild the module from it)
             "prior": plain_config(prior), "discriminator": plain_config(discriminator), "lr": float(lr),
             "betas": [float(b) for b in betas], "r1": float(r1), "d_reg_every": int(d_reg_every),
             "path_regularize": float(path_regularize), "path_batch_shrink": int(path_batch_shrink),
             "path_decay": float(path_decay), "g_reg_every": int(g_reg_every), "mixing": float(mixing),
             "ema_kimg": float(ema_kimg), "rtil": {**RTIL_DEFAULTS, **plain_config(rtil or {})},
-            "sample_every_n_steps": int(sample_every_n_steps), "num_samples": int(num_samples), "seed": int(seed)})
+            "sample_every_n_steps": int(sample_every_n_steps), "num_samples": int(num_samples), "seed": int(seed),
+            "channels_last": bool(channels_last)})
         self.g_reg_every = int(g_reg_every)
         self.register_buffer("mean_path_length", torch.zeros(len(self.members)))
 
@@ -97,7 +101,8 @@ class GANModule(AdversarialModule):
 
     def generator_regularization(self, n: int) -> dict[str, torch.Tensor]:
         hp = self.hparams
-        pl = self.path_length_loss(max(1, n // hp.path_batch_shrink))
+        with float32(self.device):  # |J^T y| of tiny per-pixel noise: underflows in float16, coarse in bf16
+            pl = self.path_length_loss(max(1, n // hp.path_batch_shrink))
         return {"loss": hp.path_regularize * hp.g_reg_every * pl["loss"] + 0 * pl["anchor"], "path_loss": pl["loss"],
                 "path_length": pl["path_length"],
                 "mean_path_length": sum(w * a for (_, w), a in zip(self.members, self.mean_path_length))}

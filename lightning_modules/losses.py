@@ -9,6 +9,8 @@ RTIL mixture member (weights sum to one), so every loss is the λ-mixture of RTI
   generator: the same function as :class:`Logistic` without R1;
 * :class:`WGANGP`: Wasserstein loss, gradient penalty on real/fake interpolates and drift
   ε·E[D(x)²] (Progressive GAN, ε = 0.001).
+
+Under mixed precision the gradient penalties (R1, WGAN-GP) run in float32 (:mod:`common.precision`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from torch import autograd
 from torch.nn import functional as F
 
 from common.errors import UserInputError
+from common.precision import float32
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
 Fakes = Sequence[tuple[float, torch.Tensor]]
@@ -57,9 +60,10 @@ class Logistic:
 
     def lazy_regularizer(self, discriminate: Critic, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """R1 step of lazy regularization: γ/2 · E|∇D(x)|² · reg_every."""
-        real_leaf = real.detach().requires_grad_(True)
-        real_pred = discriminate(real_leaf)
-        r1 = r1_penalty(real_pred, real_leaf)
+        with float32(real.device):
+            real_leaf = real.detach().float().requires_grad_(True)
+            real_pred = discriminate(real_leaf)
+            r1 = r1_penalty(real_pred, real_leaf)
         # zero-weight use of the prediction keeps every discriminator parameter in the graph (DDP)
         return {"loss": self.r1 / 2 * r1 * self.reg_every + 0 * real_pred.flatten()[0], "r1": r1}
 
@@ -96,10 +100,11 @@ class WGANGP:
         loss = logs["fake_score"] - real_pred.mean() + self.drift * real_pred.pow(2).mean()
         penalty = 0.0
         for w, fake in fakes:
-            u = torch.rand((real.shape[0], 1, 1, 1), generator=generator, device=real.device, dtype=real.dtype)
-            mixed = (u * real.detach() + (1 - u) * fake.detach()).requires_grad_(True)
-            (grad,) = autograd.grad(discriminate(mixed).sum(), mixed, create_graph=True)
-            penalty = penalty + w * (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+            u = torch.rand((real.shape[0], 1, 1, 1), generator=generator, device=real.device)
+            with float32(real.device):
+                mixed = (u * real.detach().float() + (1 - u) * fake.detach().float()).requires_grad_(True)
+                (grad,) = autograd.grad(discriminate(mixed).sum(), mixed, create_graph=True)
+                penalty = penalty + w * (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
         return {"loss": loss + self.gp * penalty, "gradient_penalty": penalty, **logs}
 
     def generator_loss(self, fake_pred: torch.Tensor) -> torch.Tensor:

@@ -62,8 +62,9 @@ class ProgressiveGANModule(AdversarialModule):
 
     def __init__(self, prior: dict, discriminator: dict, loss: dict, growing: dict, lr: float = 0.001,
                  betas: Sequence[float] = (0.0, 0.99), ema_kimg: float = 10.0, rtil: dict | None = None,
-                 sample_every_n_steps: int = 1000, num_samples: int = 32, seed: int = 0):
-        super().__init__(prior, discriminator, loss, lr, betas, ema_kimg, rtil, sample_every_n_steps, num_samples, seed)
+                 sample_every_n_steps: int = 1000, num_samples: int = 32, seed: int = 0, channels_last: bool = False):
+        super().__init__(prior, discriminator, loss, lr, betas, ema_kimg, rtil, sample_every_n_steps, num_samples, seed,
+                         channels_last=channels_last)
         growing = plain_config(growing)
         self.save_hyperparameters({**self.hparams, "growing": growing})
         self.generator: PGGANPrior

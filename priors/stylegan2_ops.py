@@ -78,7 +78,7 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = 4, features: int = 1) ->
     group = min(batch, group_size)
     while batch % group:
         group -= 1
-    std = x.view(group, -1, features, channel // features, height, width)
+    std = x.reshape(group, -1, features, channel // features, height, width)  # reshape: channels-last inputs
     std = torch.sqrt(std.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
     return torch.cat([x, std.repeat(group, 1, height, width)], 1)
 

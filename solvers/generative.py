@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from common.errors import UserInputError
+from common.precision import full, uncached_autocast
 from common.randomness import TableNormal, sample_keys
 from operators.base import ForwardOperator
 from priors.base import LayeredPrior, Representation
@@ -189,7 +190,7 @@ class GenerativeSolver:
                       and (stage.noise_maps is None or int(k[len(NOISE_PREFIX):]) < stage.noise_maps)]
         variables = {}
         for k in names:
-            v = rep.pop(k).detach()
+            v = full(rep.pop(k).detach())  # optimised in float32 even when the prior runs under autocast
             variables[k] = v.expand(n, *v.shape[1:]).clone().requires_grad_(True)
         rep = {k: v.expand(n, *v.shape[1:]) for k, v in rep.items()}
         balls = {}
@@ -202,18 +203,18 @@ class GenerativeSolver:
 
     def _image(self, stage: Stage, variables: dict, const: Representation) -> torch.Tensor:
         if stage.kind == "forward":
-            return self.prior.from_layer({**const, **variables}, stage.layer)
+            return full(self.prior.from_layer({**const, **variables}, stage.layer))
         rep = self.prior.initial_representation(variables["z0"])
         rep.update({k: v for k, v in const.items() if k.startswith(NOISE_PREFIX)})
         rep.update({k: v for k, v in variables.items() if k.startswith(NOISE_PREFIX)})
-        return self.prior.from_layer(rep, 0)
+        return full(self.prior.from_layer(rep, 0))
 
     def _run_stage(self, index: int, stage: Stage, pos: _Position, operator: ForwardOperator, y: torch.Tensor,
                    keys: torch.Tensor, best: _BestIterate | None) -> list[float]:
         variables, balls, const = self._variables(stage, pos)
         target = None
         if stage.kind == "backproject":
-            target = {k: v.detach() for k, v in pos.rep.items() if k in ("state", "latent")}
+            target = {k: full(v.detach()) for k, v in pos.rep.items() if k in ("state", "latent")}
         params = list(variables.values())
         opt = _optimizer(self.optimizer, params, stage.lr)
         sphere = SphereProjection([v for k, v in variables.items() if k != "state"]) if stage.spherical else None
@@ -228,7 +229,7 @@ class GenerativeSolver:
             opt.zero_grad(set_to_none=True)
             if target is not None:
                 rep = self.prior.to_layer(variables["z0"], stage.layer)
-                loss = sum((rep[t] - target[t]).flatten(1).pow(2).sum(1) for t in target)
+                loss = sum((full(rep[t]) - target[t]).flatten(1).pow(2).sum(1) for t in target)
                 per_row.append(loss.detach())
             else:
                 x = self._image(stage, variables, const)
@@ -290,10 +291,10 @@ class GenerativeSolver:
         operator.check_measurements(y)
         runs = self.restarts
         if self.two_start:
-            z0 = self.init(prior, operator, y, indices, seed, runs // 2).to(device)
+            z0 = full(self.init(prior, operator, y, indices, seed, runs // 2).to(device))
             z0 = torch.stack([z0, -z0], dim=1).flatten(0, 1)
         else:
-            z0 = self.init(prior, operator, y, indices, seed, runs).to(device)
+            z0 = full(self.init(prior, operator, y, indices, seed, runs).to(device))
         y_runs = y.repeat_interleave(runs, dim=0)
         keys = sample_keys(seed, "gradient_noise", indices, runs, device=device)
         noise = random_noise_maps(prior, seed, indices, runs) if self.noise_init == "random" else {}
@@ -301,13 +302,13 @@ class GenerativeSolver:
         history: dict[str, list[float]] = {}
         best = _BestIterate() if self.select != "final" else None
         last = len(self.stages) - 1
-        with torch.enable_grad():
+        with torch.enable_grad(), uncached_autocast(device):  # the variables change in place every step
             for i, stage in enumerate(tqdm(self.stages, desc=self.name, leave=False, disable=not self.progress)):
                 tracked = best if self.select == "best" or i == last else None
                 history[f"{i:02d}_{stage.label}"] = self._run_stage(i, stage, pos, operator, y_runs, keys, tracked)
         with torch.no_grad():  # the last iterate (after its final update) is a candidate too
             final = _BestIterate() if best is None else best
-            x_last = self._render(pos)
+            x_last = full(self._render(pos))
             final.update(x_last, operator.measurement_error(x_last, y_runs))
         pick = select_best_restart(final.err, runs)
         err = final.err[pick]
