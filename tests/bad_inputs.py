@@ -231,6 +231,7 @@ def run_entry(case: Case, files: dict[str, str], out_dir: Path) -> tuple[int, st
             except SystemExit as exit_:
                 return int(exit_.code or 0), stderr.getvalue()
     finally:
+        HydraConfig.instance().cfg = None  # later code must not see this run's Hydra config
         for key, value in saved.items():
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
 
