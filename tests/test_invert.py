@@ -83,8 +83,8 @@ def test_resume_skips_finished_images_and_gives_the_same_report(tmp_path, prior_
 
 
 def test_batch_size_and_process_count_do_not_change_results(tmp_path, prior_file):
-    """Bit-identical per-image results (restarts=2 with two starts: 4 rows per image, see README)."""
-    common = ("num_images=4", "restarts=2", "init=random", FAST_PRILO)
+    """Bit-identical per-image results (restarts=4: 4 rows per image, see README)."""
+    common = ("num_images=4", "restarts=4", "init=random", FAST_PRILO)
     one = tmp_path / "b1"
     invert(one, prior_file, "batch_size=1", *common)
     four = tmp_path / "b4_2proc"
