@@ -28,7 +28,8 @@ What a generator must provide to train here (``model.module.prior``, built with 
 That is all a plain generator/discriminator pair needs (e.g. DCGAN). Architectures with more
 (StyleGAN2's mapping network, style mixing, path length: ``lightning_modules.gan``; progressive
 growing: ``lightning_modules.progressive``) subclass and override the hooks
-``latent_representation``, ``family_image``, ``real_images``, ``discriminate``,
+``latent_representation``, ``family_image`` (members act through ``perturb``; ``codes``: latents per sample),
+``real_images``, ``discriminate``,
 ``generator_regularization``, ``fixed_latents``/``sample_representation``, ``prepare_prior``.
 """
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """RTIL for mGANprior (RTIL section 3.2): the flat-Dirichlet multi-code family trained with G."""
 from __future__ import annotations
 
-import lightning.pytorch as pl
+from functools import partial
+
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from common.errors import UserInputError
 from lightning_modules.adversarial import AdversarialModule
 from priors.multicode import combine_codes, flat_dirichlet
+from tests import test_adversarial
 
 torch.set_num_threads(1)
 
@@ -16,14 +17,7 @@ PRIOR = dict(_target_="priors.dcgan.DCGANPrior", size=28, channels=1, latent_dim
 DISC = dict(_target_="priors.dcgan.DCGANDiscriminator", size=28, channels=1, width=4)
 BCE = dict(_target_="lightning_modules.losses.BCE")
 DATA = [{"image": torch.rand(1, 28, 28, generator=torch.Generator().manual_seed(i)), "index": i} for i in range(12)]
-
-
-def fit(module, iterations: int) -> pl.Trainer:
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, max_epochs=1,
-                         limit_train_batches=iterations)
-    trainer.fit(module, DataLoader(DATA, batch_size=4))
-    return trainer
+fit = partial(test_adversarial.fit, data=DATA)
 
 
 def make(**rtil) -> AdversarialModule:
