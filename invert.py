@@ -14,6 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from common.cli import check_overrides
 from common.errors import UserInputError, exit_on_user_error
+from common.help import handle_help
+from common.runs import register_resolvers
+
+register_resolvers()
 
 
 def _positive_int(cfg: DictConfig, key: str) -> int:
@@ -37,7 +41,7 @@ def set_fused_kernels(value) -> None:
     os.environ[fused.ENV] = "1" if value else "0"
 
 
-def build_solver(cfg: DictConfig, prior=None):
+def build_solver(cfg: DictConfig, prior=None, operator=None):
     from hydra.utils import get_class
 
     from common.instantiate import instantiate_named
@@ -45,7 +49,12 @@ def build_solver(cfg: DictConfig, prior=None):
     kwargs = {"restarts": cfg.restarts}
     if getattr(get_class(cfg.solver._target_), "requires_prior", False):
         kwargs.update(prior=prior, init=instantiate_named(cfg.init), progress=bool(cfg.trainer.enable_progress_bar))
-    return instantiate_named(cfg.solver, **kwargs)
+    solver = instantiate_named(cfg.solver, **kwargs)
+    from solvers.twins import TwinSelection
+
+    if TwinSelection.applies(cfg.twin_selection.rule, operator, prior):
+        solver = TwinSelection(solver, cfg.twin_selection.rule, cfg.twin_selection.centre)
+    return solver
 
 
 def method_name(cfg: DictConfig, requires_prior: bool) -> str:
@@ -59,6 +68,18 @@ def method_name(cfg: DictConfig, requires_prior: bool) -> str:
     return f"{solver}-{cfg.init.name}" if requires_prior else solver
 
 
+def report_prior(path, prior) -> None:
+    """Say which prior file runs (its training length and architecture); warn when it was trained short."""
+    import sys
+
+    from priors.provenance import prior_report
+
+    line, warning = prior_report(path, prior)
+    print(line)
+    if warning is not None:
+        print(warning, file=sys.stderr)
+
+
 @exit_on_user_error
 def invert(cfg: DictConfig) -> dict | None:
     import torch
@@ -69,19 +90,25 @@ def invert(cfg: DictConfig) -> dict | None:
     from common.cli import check_seed
     from common.instantiate import instantiate, instantiate_trainer
 
+    from common.output import close_logger, make_logger, progress_bars, quiet_frameworks
+    from common.runs import claim_run
     from evaluation.report import write_report
-    from lightning_modules.inversion import InversionModule, read_parts
+    from lightning_modules.inversion import ContiguousShards, InversionModule, check_resume, read_parts, results_config
     from operators.measurement_file import load_measurement_file
     from priors.io import load_prior
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     check_seed(cfg.seed)
+    quiet_frameworks()
+    cfg.trainer.enable_progress_bar = progress_bars(cfg.trainer.get("enable_progress_bar"))
     set_fused_kernels(cfg.get("fused_kernels"))
     num_images, batch_size = _positive_int(cfg, "num_images"), _positive_int(cfg, "batch_size")
     _positive_int(cfg, "restarts")
     operator = instantiate(cfg.operator)
     requires_prior = getattr(get_class(cfg.solver._target_), "requires_prior", False)
     prior = load_prior(cfg.prior.checkpoint) if requires_prior else None
+    if prior is not None:
+        report_prior(cfg.prior.checkpoint, prior)
     if prior is not None and tuple(prior.image_shape) != tuple(operator.input_shape):
         raise UserInputError(
             f"prior {cfg.prior.checkpoint} generates images of shape {tuple(prior.image_shape)} but the data/operator "
@@ -100,7 +127,7 @@ def invert(cfg: DictConfig) -> dict | None:
             raise UserInputError(f"num_images={num_images} but the test split of data={HydraConfig.get().runtime.choices.data} "
                                  f"has {len(test_set)} images; lower num_images")
         dataset = Subset(test_set, range(num_images))
-    solver = build_solver(cfg, prior)
+    solver = build_solver(cfg, prior, operator)
     check_init = getattr(getattr(solver, "init", None), "check", None)
     if check_init is not None:  # e.g. an LI encoder trained for another prior or operator: refuse before any run
         check_init(prior, operator)
@@ -108,20 +135,27 @@ def invert(cfg: DictConfig) -> dict | None:
 
     # a test-split subset's sample indices are its positions; a measurement file lists its own
     wanted = [int(d["index"]) for d in dataset] if cfg.measurements else list(range(len(dataset)))
+    files = {"prior": cfg.prior.checkpoint, "init.checkpoint": cfg.init.get("checkpoint")} if requires_prior else {}
+    identity = results_config(OmegaConf.to_container(cfg, resolve=True), {**files, "measurements": cfg.measurements})
+    check_resume(out_dir, identity, record=False)  # refuse before writing anything
+    owner_token = claim_run(out_dir, "invert.py run")
+    check_resume(out_dir, identity)  # again as the owner, recording it in a fresh directory
     done = read_parts(out_dir)
     todo = [j for j, i in enumerate(wanted) if i not in done]
     if done:
         print(f"resuming in {out_dir}: {len(dataset) - len(todo)} of {len(dataset)} images already solved")
-    module = InversionModule(solver, operator, method, cfg.seed, out_dir)
+    module = InversionModule(solver, operator, method, cfg.seed, out_dir, owner_token=owner_token)
     if todo:
-        logger = instantiate(cfg.logger) if cfg.get("logger") else False
-        trainer = instantiate_trainer(cfg.trainer, logger=logger, callbacks=[])
-        loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, shuffle=False,
+        logger = make_logger(cfg)
+        # our own sharding: Lightning's pads (or fails) when a rank has no image left
+        trainer = instantiate_trainer(cfg.trainer, logger=logger, callbacks=[], use_distributed_sampler=False)
+        loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, sampler=ContiguousShards(len(todo)),
                             num_workers=cfg.get("num_workers", 0))
         trainer.predict(module, dataloaders=loader, return_predictions=False)
         trainer.strategy.barrier()
         if not trainer.is_global_zero:
             return None
+        close_logger(logger)
 
     results = read_parts(out_dir)
     records = [results[i] for i in wanted]
@@ -172,5 +206,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    handle_help("invert", __doc__)
     check_overrides("invert")
     main()

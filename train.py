@@ -1,7 +1,8 @@
 """Train a generative prior: ``python train.py model=M data=D trainer.devices=N logger=L``.
 
 Writes Lightning checkpoints and logs to the Hydra run directory, and the trained prior
-to ``<run dir>/prior.pt`` and ``export_path`` (where ``invert.py`` looks by default).
+to ``<run dir>/prior.pt`` and ``export_path`` (where ``invert.py`` looks by default); an existing
+export is kept (the new one gets a versioned name) unless ``overwrite=true``.
 """
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from omegaconf import DictConfig
 
 from common.cli import check_overrides
 from common.errors import UserInputError, exit_on_user_error
+from common.help import handle_help
+from common.runs import register_resolvers
+
+register_resolvers()
 
 
 @exit_on_user_error
@@ -23,10 +28,15 @@ def train(cfg: DictConfig) -> Path:
     from common.checkpoint import check_resume_checkpoint
     from common.cli import check_seed
     from common.instantiate import instantiate, instantiate_trainer
+    from common.output import make_logger, progress_bars, quiet_frameworks
 
-    from lightning_modules.callbacks import ExportPrior, SampleQualityMonitor
+    from lightning_modules.callbacks import ExportPrior, SampleQualityMonitor, consumer_default, planned_length
 
     check_seed(cfg.seed)
+    if not isinstance(cfg.get("overwrite"), bool):
+        raise UserInputError(f"overwrite must be true or false, got {cfg.get('overwrite')!r}")
+    quiet_frameworks()
+    cfg.trainer.enable_progress_bar = progress_bars(cfg.trainer.get("enable_progress_bar"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     datamodule = instantiate(cfg.data)
@@ -41,10 +51,12 @@ def train(cfg: DictConfig) -> Path:
         )
     if cfg.ckpt_path is not None:
         check_resume_checkpoint(cfg.ckpt_path, module)
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    logger = make_logger(cfg)
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True),
-        ExportPrior(run_dir / "prior.pt", cfg.export_path),
+        ExportPrior(run_dir / "prior.pt", cfg.export_path, overwrite=cfg.overwrite, planned=planned_length(),
+                    invert_default=consumer_default("invert.yaml", "prior.checkpoint",
+                                                    HydraConfig.get().runtime.choices.data)),
     ]
     if cfg.sample_quality.every_n_steps:
         monitor = SampleQualityMonitor(**cfg.sample_quality)
@@ -61,5 +73,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    handle_help("train", __doc__)
     check_overrides("train")
     main()

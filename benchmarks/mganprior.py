@@ -20,6 +20,7 @@ benchmarks/results/mganprior.json and mganprior.png (--quick: the system temp fo
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -29,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS_DIR, compose_invert, save_results, test_images  # noqa: E402
+from benchmarks.common import compose_invert, save_results, test_images  # noqa: E402
 from common.instantiate import instantiate_named  # noqa: E402
 from evaluation.metrics import psnr, ssim  # noqa: E402
 from evaluation.report import mean_ci95  # noqa: E402
@@ -95,6 +96,15 @@ def plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def save(payload: dict, quick: bool, complete: bool) -> Path:
+    payload["complete"] = complete
+    if not quick:
+        return save_results("mganprior", payload)
+    path = Path(tempfile.gettempdir()) / "mganprior_quick.json"
+    path.write_text(json.dumps(payload, indent=2))
+    return path
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prior", default="outputs/priors/dcgan_mnist_embedded.pt")
@@ -124,6 +134,10 @@ def main(argv=None) -> dict:
           f"{oracle['psnr_ci95']:.2f}, SSIM {oracle['ssim_mean']:.4f} ± {oracle['ssim_ci95']:.4f}")
     print(f"{'operator':12s} {'ratio':>6s} {'method':10s} {'PSNR (dB)':>15s} {'SSIM':>17s} {'s/image':>8s}")
     results, started = [], time.perf_counter()
+    payload = {"argv": sys.argv[1:], "prior": args.prior, "data": args.data, "images": args.images, "steps": args.steps,
+               "num_codes": args.num_codes, "layer": args.layer, "ilo_radii": list(radii), "restarts": 1,
+               "selection": "one random start per image; no selection", "range_oracle": oracle,
+               "quick": args.quick, "results": results}
     for op_name, ratios in (("cs_gaussian", args.cs_ratios), ("inpainting", args.inpainting_ratios)):
         for ratio in ratios:
             operator = OPERATORS[op_name]((c, h, w), ratio)
@@ -133,18 +147,10 @@ def main(argv=None) -> dict:
                 results.append(row)
                 print(f"{op_name:12s} {ratio:6.2f} {method:10s} {row['psnr_mean']:7.2f} ± {row['psnr_ci95']:5.2f} "
                       f"{row['ssim_mean']:8.4f} ± {row['ssim_ci95']:6.4f} {row['seconds_per_image']:8.2f}", flush=True)
-    payload = {"prior": args.prior, "data": args.data, "images": args.images, "steps": args.steps,
-               "num_codes": args.num_codes, "layer": args.layer, "ilo_radii": list(radii), "restarts": 1,
-               "selection": "one random start per image; no selection", "range_oracle": oracle,
-               "wall_seconds": time.perf_counter() - started, "quick": args.quick, "results": results}
-    if args.quick:
-        out = Path(tempfile.gettempdir()) / "mganprior_quick.json"
-        out.write_text(__import__("json").dumps(payload, indent=2))
-        print(f"saved {out}")
-        plot(results, out.with_suffix(".png"))
-    else:
-        save_results("mganprior", payload)
-        plot(results, RESULTS_DIR / "mganprior.png")
+                save(payload, args.quick, complete=False)  # rows so far, in case the run is stopped
+    payload["wall_seconds"] = time.perf_counter() - started
+    path = save(payload, args.quick, complete=True)
+    plot(results, path.with_suffix(".png"))
     return payload
 
 

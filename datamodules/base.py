@@ -7,6 +7,11 @@ Splits a dataset does not define are carved out of ``"train"`` with a seeded per
 (:func:`carve_splits`), so an image folder gets all three, MNIST gets a validation split
 next to its official test split, and CelebA with its partition file uses it as is.
 
+Each split's images are then put in a seeded order (:func:`order_split`): the first images of
+a split are a fair sample of it, not the first class of a dataset stored sorted by class. Where
+the dataset has class labels (:meth:`ImageDataModule.load_labels`) the order is class-balanced
+(round robin over the classes), so the first 10·k test digits hold k of each digit.
+
 Batches are ``{"image": float32 (B, C, H, W) in [0, 1], "index": int64 (B,)}``; ``index`` is
 the sample's position in its split, stable across runs, batch sizes and devices.
 """
@@ -29,12 +34,16 @@ SPLITS = ("train", "val", "test")
 
 
 class ImageDataset(Dataset):
-    """One split: ``images[source_ids[i]]`` transformed, served as ``{"image", "index": i}``."""
+    """One split: ``images[source_ids[i]]`` transformed, served as ``{"image", "index": i}``;
+    ``labels[i]`` is its class where the dataset has labels (else ``labels`` is None)."""
 
-    def __init__(self, images: Sequence, source_ids: np.ndarray, transform: ImageTransform):
+    def __init__(
+        self, images: Sequence, source_ids: np.ndarray, transform: ImageTransform, labels: np.ndarray | None = None
+    ):
         self.images = images
         self.source_ids = np.asarray(source_ids, dtype=np.int64)
         self.transform = transform
+        self.labels = None if labels is None else np.asarray(labels)[self.source_ids]
 
     def __len__(self) -> int:
         return len(self.source_ids)
@@ -63,6 +72,24 @@ def carve_splits(n: int, sizes: dict[str, int], seed: int) -> dict[str, np.ndarr
         start += size
     out["train"] = np.sort(perm[start:])
     return out
+
+
+def order_split(ids: np.ndarray, labels: np.ndarray | None, seed: int, split: str) -> np.ndarray:
+    """``ids`` (a split's members) in a seeded order of their own, independent of the order
+    they are stored in. Without labels a uniform permutation; with ``labels`` (one per source
+    image) class-balanced: each class's members are permuted and dealt in rounds of one per
+    class, each round in a random order (a class that runs out drops out of later rounds).
+    The order depends only on ``seed``, the split's name and its members."""
+    ids = np.sort(np.asarray(ids, dtype=np.int64))
+    rng = np.random.default_rng([seed, SPLITS.index(split), 0x5EED])
+    if labels is None:
+        return ids[rng.permutation(len(ids))]
+    member_labels = np.asarray(labels)[ids]
+    round_of = np.empty(len(ids), dtype=np.int64)
+    for label in np.unique(member_labels):
+        members = np.flatnonzero(member_labels == label)
+        round_of[members[rng.permutation(len(members))]] = np.arange(len(members))
+    return ids[np.lexsort((rng.permutation(len(ids)), round_of))]
 
 
 def resolve_root(root: str | os.PathLike) -> Path:
@@ -140,9 +167,10 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
 
         Raise :class:`UserInputError` when the files are missing."""
 
-    def load_labels(self) -> dict[str, np.ndarray] | None:
-        """Class labels aligned with :meth:`load_pools` (same keys and order), or None for unlabelled data."""
-        return None
+    def load_labels(self, pools: dict[str, Sequence]) -> dict[str, np.ndarray]:
+        """Class labels of ``pools`` (the result of :meth:`load_pools`; same keys and lengths)
+        where the dataset has them; used only to order splits class-balanced. Default: none."""
+        return {}
 
     # -- derived ------------------------------------------------------------------------
     @property
@@ -161,14 +189,15 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
         if self.train_set is not None:
             return
         pools = self.load_pools()
+        labels = self.load_labels(pools)
         missing = {name: size for name, size in (("test", self.test_size), ("val", self.val_size)) if name not in pools}
-        carved = carve_splits(len(pools["train"]), missing, self.split_seed)
-        sets = {name: ImageDataset(pools["train"], ids, self.transform) for name, ids in carved.items()}
-        self.split_pools = dict.fromkeys(carved, "train")
-        for name in SPLITS:
-            if name not in sets:
-                sets[name] = ImageDataset(pools[name], np.arange(len(pools[name])), self.transform)
-                self.split_pools[name] = name
+        members = {name: ("train", ids) for name, ids in carve_splits(len(pools["train"]), missing, self.split_seed).items()}
+        members.update({name: (name, np.arange(len(pools[name]))) for name in SPLITS if name not in members})
+        sets = {}
+        for name, (pool, ids) in members.items():
+            pool_labels = labels.get(pool)
+            order = order_split(ids, pool_labels, self.split_seed, name)
+            sets[name] = ImageDataset(pools[pool], order, self.transform, pool_labels)
         self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
 
     def _loader(self, dataset: ImageDataset | None, shuffle: bool) -> DataLoader:
@@ -198,12 +227,11 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
 
     def labels(self, name: str) -> np.ndarray:
         """Class labels of split ``name`` in index order; refused for unlabelled datasets."""
-        dataset = self.split(name)
-        labels = self.load_labels()
+        labels = getattr(self.split(name), "labels", None)
         if labels is None:
             raise UserInputError(f"{type(self).__name__} has no class labels; this needs labelled data "
                                  f"such as data=mnist_embedded, mnist, fashion_mnist or emnist")
-        return np.asarray(labels[self.split_pools["test" if name == "predict" else name]])[dataset.source_ids]
+        return labels
 
     def split(self, name: str) -> ImageDataset:
         """The dataset of split ``name`` (``"train"``, ``"val"``, ``"test"``, or ``"predict"`` = test)."""

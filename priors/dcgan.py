@@ -1,9 +1,10 @@
 """DCGAN (Radford et al. 2016) as a layered prior, its discriminator, and PyTorch-tutorial checkpoints.
 
-The layout is the PyTorch DCGAN tutorial's (the one CSGM/DPR/PRILO's 64×64 CelebA DCGAN
-follows): a transposed convolution from the latent to a ``start``×``start`` map, then
-stride-2 transposed convolutions (kernel 4) doubling the resolution; batch norm + ReLU after
-every block but the last, tanh after the last. Channels at resolution r are
+The layout is the PyTorch DCGAN tutorial's (CSGM/DPR/PRILO's 64×64 CelebA DCGAN is carpedm20's
+TensorFlow one: same depth and widths, but a linear projection to 4×4 and 5×5 kernels): a
+transposed convolution from the latent to a ``start``×``start`` map, then stride-2 transposed
+convolutions (kernel 4) doubling the resolution; batch norm + ReLU after every block but the
+last, tanh after the last. Channels at resolution r are
 ``width * size / (2 r)``. Sizes: 64 and 32 start at 4×4 (kernel 4); 28 (MNIST-like) starts
 at 7×7 (kernel 7).
 

@@ -19,9 +19,12 @@ from common.randomness import TableNormal, sample_keys
 from operators.base import ForwardOperator
 from priors.base import LayeredPrior, Representation
 from solvers.base import SolveResult, select_best_restart
-from solvers.initialization import Initialization, RandomInit
+from solvers.initialization import Initialization, RandomInit, random_noise_maps
+from solvers.lr_schedule import lr_factor
 from solvers.projection import L1Ball
+from solvers.regularizers import geocross
 from solvers.schedule import LATENT_KINDS, Stage, parse_schedule
+from solvers.sphere import SphereProjection
 
 NOISE_PREFIX = "noise."
 
@@ -78,10 +81,14 @@ class GenerativeSolver:
     (k counts steps within a stage). ``two_start`` (DPR's image experiments) runs every
     initial latent and its negation; ``negation_check`` (DPR algorithm 1) replaces z by -z
     before a latent step whenever that lowers the objective. ``loss`` weights the measurement
-    terms: ``mse`` (squared error summed over measurement entries) and ``lpips`` (only for
-    image-shaped measurements). ``select``: ``final`` keeps each run's last output, ``best``
-    the iterate with the lowest measurement error over all measurement-fitting steps (PRILO's
-    rule, its figure 7), including forward-stage outputs in the extended range. ``skip``/``ball`` are the
+    terms: ``mse`` (squared error summed over measurement entries), ``mse_mean`` (its mean over
+    the entries), ``lpips`` (only for image-shaped measurements) and ``geocross``
+    (:func:`solvers.regularizers.geocross` of z_0 in init/refine stages). ``select``: ``final``
+    keeps each run's last output, ``best`` the iterate with the lowest measurement error over all
+    measurement-fitting steps (PRILO's rule, its figure 7), including forward-stage outputs in
+    the extended range, ``best_last_stage`` the lowest over the last stage (official ILO).
+    ``noise_init``: StyleGAN2 noise maps start from the prior's fixed maps (``fixed``) or from
+    fresh N(0, 1) draws per (image, restart) (``random``, official ILO). ``skip``/``ball`` are the
     ablation switches of PRILO table 3.
     """
 
@@ -91,13 +98,15 @@ class GenerativeSolver:
                  restarts: int = 1, name: str = "generative", optimizer: str = "adam",
                  gradient_noise: dict | None = None, two_start: bool = False, negation_check: bool = False,
                  loss: dict | None = None, select: str = "final", skip: Sequence[str] = (), ball: bool = True,
-                 stage_defaults: dict | None = None, progress: bool = False):
+                 stage_defaults: dict | None = None, noise_init: str = "fixed", progress: bool = False):
         if restarts < 1:
             raise UserInputError(f"restarts must be >= 1, got {restarts}")
         if optimizer not in ("adam", "sgd"):
             raise UserInputError(f"solver.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        if select not in ("final", "best"):
-            raise UserInputError(f"solver.select must be 'final' or 'best', got {select!r}")
+        if select not in ("final", "best", "best_last_stage"):
+            raise UserInputError(f"solver.select must be 'final', 'best' or 'best_last_stage', got {select!r}")
+        if noise_init not in ("fixed", "random"):
+            raise UserInputError(f"solver.noise_init must be 'fixed' or 'random', got {noise_init!r}")
         self.prior = prior
         self.stages = parse_schedule(schedule, stage_defaults, skip, ball, prior.num_layers)
         for prev, stage in zip([None, *self.stages], self.stages):
@@ -113,17 +122,19 @@ class GenerativeSolver:
         self.two_start = bool(two_start)
         self.negation_check = bool(negation_check)
         weights = dict(loss or {"mse": 1.0})
-        if set(weights) - {"mse", "lpips"}:
-            raise UserInputError(f"solver.loss supports mse and lpips weights, got {sorted(weights)}")
+        if set(weights) - {"mse", "mse_mean", "lpips", "geocross"}:
+            raise UserInputError(f"solver.loss supports mse, mse_mean, lpips and geocross weights, got {sorted(weights)}")
         self.mse_weight, self.lpips_weight = float(weights.get("mse", 0.0)), float(weights.get("lpips", 0.0))
+        self.mse_mean_weight, self.geocross_weight = float(weights.get("mse_mean", 0.0)), float(weights.get("geocross", 0.0))
         self.select = select
+        self.noise_init = noise_init
         self.progress = progress
 
     # -- the measurement objective -------------------------------------------------------------
     def _objective(self, x: torch.Tensor, operator: ForwardOperator, y: torch.Tensor):
         """(loss per row, measurement MSE per row)."""
         mse = operator.measurement_error(x, y)
-        loss = self.mse_weight * mse * y[0].numel()
+        loss = (self.mse_weight * y[0].numel() + self.mse_mean_weight) * mse
         if self.lpips_weight:
             from evaluation.metrics import lpips_loss
 
@@ -164,7 +175,8 @@ class GenerativeSolver:
             rep["z0"] = pos.z0.detach()
             names, radii = ["z0"], {"z0": stage.radius}
         if stage.optimize_noise and stage.kind != "backproject":
-            names += [k for k in rep if k.startswith(NOISE_PREFIX)]
+            names += [k for k in rep if k.startswith(NOISE_PREFIX)
+                      and (stage.noise_maps is None or int(k[len(NOISE_PREFIX):]) < stage.noise_maps)]
         variables = {}
         for k in names:
             v = rep.pop(k).detach()
@@ -194,6 +206,7 @@ class GenerativeSolver:
             target = {k: v.detach() for k, v in pos.rep.items() if k in ("state", "latent")}
         params = list(variables.values())
         opt = _optimizer(self.optimizer, params, stage.lr)
+        sphere = SphereProjection([v for k, v in variables.items() if k != "state"]) if stage.spherical else None
         noises = [TableNormal(keys, v.shape[1:]) for v in params] if self.noise_eta > 0 else []
         # each step's window offsets for every variable, hashed once for the stage
         offsets = [noise.offsets([((index * 64 + j) << 24) + k for k in range(stage.steps)])
@@ -210,6 +223,8 @@ class GenerativeSolver:
             else:
                 x = self._image(stage, variables, const)
                 loss, mse = self._objective(x, operator, y)
+                if self.geocross_weight and "z0" in variables:
+                    loss = loss + self.geocross_weight * geocross(variables["z0"])
                 per_row.append(mse.detach())
             loss.sum().backward()
             if best is not None and target is None:
@@ -217,7 +232,11 @@ class GenerativeSolver:
             sigma = (self.noise_eta / (1 + k) ** self.noise_gamma) ** 0.5
             for v, noise, steps in zip(params, noises, offsets):
                 noise.add_(v.grad, steps[k], alpha=sigma)
+            if stage.lr_schedule != "constant":
+                opt.param_groups[0]["lr"] = stage.lr * lr_factor(stage.lr_schedule, k / stage.steps)
             opt.step()
+            if sphere is not None:
+                sphere.project_()
             with torch.no_grad():
                 for name, ball in balls.items():
                     ball.project_(variables[name])
@@ -262,12 +281,15 @@ class GenerativeSolver:
             runs *= 2
         y_runs = y.repeat_interleave(runs, dim=0)
         keys = sample_keys(seed, "gradient_noise", indices, runs, device=device)
-        pos = _Position(z0=z0)
+        noise = random_noise_maps(prior, seed, indices, runs) if self.noise_init == "random" else {}
+        pos = _Position(z0=z0, noise={k: v.to(device) for k, v in noise.items()})
         history: dict[str, list[float]] = {}
-        best = _BestIterate() if self.select == "best" else None
+        best = _BestIterate() if self.select != "final" else None
+        last = len(self.stages) - 1
         with torch.enable_grad():
             for i, stage in enumerate(tqdm(self.stages, desc=self.name, leave=False, disable=not self.progress)):
-                history[f"{i:02d}_{stage.label}"] = self._run_stage(i, stage, pos, operator, y_runs, keys, best)
+                tracked = best if self.select == "best" or i == last else None
+                history[f"{i:02d}_{stage.label}"] = self._run_stage(i, stage, pos, operator, y_runs, keys, tracked)
         with torch.no_grad():  # the last iterate (after its final update) is a candidate too
             final = _BestIterate() if best is None else best
             x_last = self._render(pos)

@@ -1,6 +1,9 @@
 """Initial latents z_0 for generative solvers, one per (image, restart), image-major.
 
 * :class:`RandomInit`: draws from the prior's latent distribution, seeded per (seed, index, restart).
+* :class:`GaussianInit`: i.i.d. N(0, I) in z_0's coordinates (for StyleGAN2 every W+ row drawn
+  independently, official ILO's ``torch.randn((bs, 18, 512))``), seeded likewise.
+* :func:`random_noise_maps`: fresh N(0, 1) StyleGAN2 noise maps per (index, restart) (official ILO).
 * :class:`MagnitudeInformedInit` (PRILO's MII): per restart, a candidate set of p latents drawn
   from (seed, restart) alone, rendered and measured once and shared by the whole batch; each
   image keeps the candidate with the lowest measurement error.
@@ -31,6 +34,24 @@ class RandomInit(Initialization):
     def __call__(self, prior, operator, y, indices, seed, restarts):
         gens = sample_generators(seed, "init_latent", indices, restarts)
         return torch.cat([prior.sample_latent(1, generator=g) for g in gens])
+
+
+class GaussianInit(Initialization):
+    name = "gaussian"
+
+    def __call__(self, prior, operator, y, indices, seed, restarts):
+        gens = sample_generators(seed, "init_latent", indices, restarts)
+        return torch.stack([torch.randn(prior.latent_shape, generator=g) for g in gens]).to(prior.device)
+
+
+def random_noise_maps(prior: LayeredPrior, seed: int, indices: Sequence[int], restarts: int) -> dict[str, torch.Tensor]:
+    """``{"noise.<j>": (N * restarts, 1, r, r)}`` of N(0, 1), image-major, for priors with noise maps."""
+    if not hasattr(prior, "noise_maps"):
+        raise UserInputError(f"solver.noise_init=random needs a prior with noise maps (StyleGAN2); "
+                             f"{type(prior).__name__} has none: use noise_init=fixed")
+    shapes = {k: v.shape[1:] for k, v in prior.noise_maps(1).items()}
+    gens = sample_generators(seed, "noise_maps", indices, restarts)
+    return {k: torch.stack([torch.randn(shape, generator=g) for g in gens]) for k, shape in shapes.items()}
 
 
 class MagnitudeInformedInit(Initialization):

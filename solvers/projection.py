@@ -76,17 +76,24 @@ def _threshold(u: torch.Tensor, r: torch.Tensor, theta: torch.Tensor, cold: torc
                work: torch.Tensor) -> torch.Tensor:
     """Root theta of f per row of ``u = |d|`` (rows with ``sum u > r``), Newton from ``theta``;
     a start with no active entry (theta >= max u) goes to ``cold``, the full set's theta, left of
-    the root."""
+    the root. A row stops at the round it is done in, so its root does not depend on which rows
+    share its batch (results independent of batch size and process count)."""
     if u.device not in _FLAGS:
         _FLAGS[u.device] = (torch.ones((), dtype=torch.bool, device=u.device),
                             torch.zeros((), dtype=torch.bool, device=u.device))
     first, later = _FLAGS[u.device]
     count, flag = torch.full_like(theta, -1, dtype=_count_dtype(u)), first
+    finished = result = None
     while True:
         count, step, done, root = _newton(u, theta, r, cold, flag, count, work)
-        if bool(done.all()):
-            return root
-        theta, flag = step, later
+        if finished is None:
+            finished, result = done, root
+        else:  # a row keeps the root of the round it finished in: the other rows of the batch cannot move it
+            result = torch.where(finished, result, root)
+            finished = finished | done
+        if bool(finished.all()):
+            return result
+        theta, flag = torch.where(finished, theta, step), later
 
 
 def _project_(v: torch.Tensor, center: torch.Tensor, r: torch.Tensor, theta: torch.Tensor | None,

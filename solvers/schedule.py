@@ -12,6 +12,9 @@ Stage kinds:
 
 Each l1 ball is centred on the variable's value at the start of the stage (``center: start``)
 or on zero (``center: zero``, PRILO's B_s(0) for back-projection); ``radius: null`` means no ball.
+Official ILO's ingredients (docs/STYLEGAN2.md): ``lr_schedule`` (:mod:`solvers.lr_schedule`),
+``spherical`` (z_0 / W+ rows and noise maps kept on their starting spheres, :mod:`solvers.sphere`)
+and ``noise_maps: n`` (optimise only the noise maps ``noise.0`` … ``noise.{n-1}``; null: all).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from common.errors import UserInputError
+from solvers.lr_schedule import SCHEDULES
 
 KINDS = ("init", "forward", "backproject", "refine")
 #: kinds optimised on the measurement loss at split point 0
@@ -35,6 +39,9 @@ class Stage:
     latent_radius: float | None = None
     center: str = "start"
     optimize_noise: bool = False
+    noise_maps: int | None = None
+    lr_schedule: str = "constant"
+    spherical: bool = False
 
     @property
     def label(self) -> str:
@@ -59,6 +66,10 @@ def _stage(item: dict, defaults: dict, where: str) -> Stage:
             raise UserInputError(f"{where}: {name} must be positive or null (no ball), got {value!r}")
     if stage.center not in ("start", "zero"):
         raise UserInputError(f"{where}: center must be 'start' or 'zero', got {stage.center!r}")
+    if stage.lr_schedule not in SCHEDULES:
+        raise UserInputError(f"{where}: lr_schedule must be one of {', '.join(SCHEDULES)}, got {stage.lr_schedule!r}")
+    if stage.noise_maps is not None and not (isinstance(stage.noise_maps, int) and stage.noise_maps >= 0):
+        raise UserInputError(f"{where}: noise_maps must be a count >= 0 or null (all), got {stage.noise_maps!r}")
     if stage.kind in ("forward", "backproject") and stage.layer < 1:
         raise UserInputError(f"{where}: a {stage.kind} stage needs layer >= 1, got {stage.layer}")
     return stage

@@ -9,12 +9,15 @@ small VAE prior), {prior8} (one for 8x8 images), {truncated} (half of a prior fi
 {encoder} (an encoder file), {ckpt_other} (a Lightning checkpoint of another VAE), {crafted_write},
 {crafted_nested}, {crafted_args} (prior files whose stored config names Path.write_text, carries a
 nested _target_, or _args_), {crafted_encoder} (an encoder file naming shutil.copyfile),
-{duplicates} (a measurement file with one index eight times), {file} (a plain text file).
+{duplicates} (a measurement file with one index eight times), {file} (a plain text file), {foreign_run}
+(a run directory with results of another configuration), {unrecorded_run} (one with results but no
+results_config.json).
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +61,12 @@ CASES: list[Case] = [
     # -- output locations and services (checked before anything runs) --------------------------------
     Case("invert", ("hydra.run.dir=/proc/genprior/run",), "hydra.run.dir /proc/genprior/run is not writable",
          "a read-only run directory"),
+    Case("invert", ("solver=hio", "hydra.run.dir={foreign_run}"),
+         "holds results of a different configuration (differs in",
+         "resuming into a run directory of another configuration (solver, seed, prior file, ...)"),
+    Case("invert", ("solver=hio", "hydra.run.dir={unrecorded_run}"), "holds results without a results_config.json",
+         "resuming into a run directory whose configuration was not recorded"),
+    Case("train", ("overwrite=maybe",), "overwrite must be true or false, got 'maybe'", "a bad overwrite switch"),
     Case("train", ("hydra.run.dir={file}/run",), "cannot be created: {file} is a file, not a directory",
          "a run directory below a file"),
     Case("train", ("export_path=/proc/genprior/prior.pt",), "export_path /proc/genprior/prior.pt is not writable",
@@ -174,6 +183,12 @@ def make_files(tmp: Path) -> dict[str, str]:
     torch.save({"y": y.repeat(8, 1, 1, 1), "index": torch.zeros(8, dtype=torch.long),
                 "operator": operator_state(operator)}, tmp / "duplicates.pt")
     files["duplicates"] = tmp / "duplicates.pt"
+    for name, config in (("foreign_run", {"seed": 12345}), ("unrecorded_run", None)):
+        (tmp / name / "parts").mkdir(parents=True)
+        (tmp / name / "parts" / "00000000_r0.pt").write_bytes(b"a finished batch")
+        if config is not None:
+            (tmp / name / "results_config.json").write_text(json.dumps(config))
+        files[name] = tmp / name
     return {k: str(v) for k, v in files.items()}
 
 

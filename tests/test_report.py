@@ -64,15 +64,17 @@ def test_summary_values(tmp_path):
     assert on_disk == summary
     assert set(summary) == {"method", "num_images", "num_failed", "psnr_mean", "psnr_ci95", "ssim_mean", "ssim_ci95",
                             "lpips_mean", "lpips_ci95", "measurement_error_mean", "measurement_error_ci95",
-                            "seconds", "config"}
+                            "seconds", "seconds_total", "config"}
     assert (summary["method"], summary["num_images"], summary["num_failed"]) == ("prilo", 4, 1)
     assert summary["psnr_mean"] == 20.0
     assert summary["psnr_ci95"] == pytest.approx(4.302653 * 10 / math.sqrt(3), rel=1e-6)  # s = 10, n = 3
     assert summary["ssim_mean"] == pytest.approx(0.7)
     assert summary["lpips_mean"] is None and summary["lpips_ci95"] is None  # no ground truth for LPIPS
-    assert summary["seconds"] == 5.0 and summary["config"] == config
+    # seconds means what it means in metrics.csv (per image): their mean; the total beside it
+    assert summary["seconds"] == 1.25 and summary["seconds_total"] == 5.0 and summary["config"] == config
     md = (tmp_path / "summary.md").read_text()
-    assert "| prilo | 4 (1) | 20.00 ± 24.84 | 0.7000 ± 0.4968 | – |" in md
+    assert "| prilo | 4 (1) | 20.00 ± 24.84 | 0.7000 ± 0.4968 | – |" in md and md.splitlines()[2].endswith("| 1.25 |")
+    assert "95% confidence interval" in md and "Measurement error: mean squared difference" in md
 
 
 def test_summary_markdown_compares_methods(tmp_path):
@@ -80,7 +82,7 @@ def test_summary_markdown_compares_methods(tmp_path):
     b = write_report(tmp_path / "b", [{"index": 0, "psnr": 12.5}], "dpr", {})
     table = summary_markdown([a, b]).splitlines()
     assert table[0].startswith("| method | n (failed) | PSNR (dB) | SSIM | LPIPS")
-    assert len(table) == 4 and table[3].startswith("| dpr | 1 (0) | 12.50 | – | – |")
+    assert table[3].startswith("| dpr | 1 (0) | 12.50 | – | – |") and table[4] == ""
 
 
 def test_bad_rows_are_rejected(tmp_path):
