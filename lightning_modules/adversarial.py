@@ -11,6 +11,9 @@ after the split points j <= k (``rtil.cumulative: true``) or only after split k 
 RTIL section 3.1 with g_0 = the first k layers). Generator and discriminator losses mix G = G̃_0
 with weight ``lambda_`` and each k in ``layers`` with ``(1 - lambda_) / len(layers)``; members of
 weight zero are never computed, so ``lambda_ = 1`` is exactly vanilla training.
+``rtil.family: multicode`` (RTIL section 3.2, mGANprior's family) replaces the noise by
+G̃(z^1..z^N) = g1(Σ_k g0(z^k) · α′_k) with α′ ~ Dir_N(1), N = ``rtil.num_codes``, at the one
+split point ``rtil.layers: [ℓ]`` (:mod:`priors.multicode`).
 
 What a generator must provide to train here (``model.module.prior``, built with ``_target_``):
 
@@ -32,7 +35,8 @@ Mixed precision (``trainer.precision=bf16-mixed``/``16-mixed``): Lightning autoc
 That is all a plain generator/discriminator pair needs (e.g. DCGAN). Architectures with more
 (StyleGAN2's mapping network, style mixing, path length: ``lightning_modules.gan``; progressive
 growing: ``lightning_modules.progressive``) subclass and override the hooks
-``latent_representation``, ``family_image``, ``real_images``, ``discriminate``,
+``latent_representation``, ``family_image`` (members act through ``perturb``; ``codes``: latents per sample),
+``real_images``, ``discriminate``,
 ``generator_regularization``, ``fixed_latents``/``sample_representation``, ``prepare_prior``.
 """
 from __future__ import annotations
@@ -55,8 +59,10 @@ from common.randomness import sample_seed
 from lightning_modules.image_logging import log_image_grid
 from lightning_modules.vae import plain_config
 from priors.base import LayeredPrior, Representation
+from priors.multicode import check_multicode, combine_codes, flat_dirichlet
 
-RTIL_DEFAULTS = {"lambda_": 1.0, "sigma": 1.0, "layers": [], "cumulative": True}
+RTIL_DEFAULTS = {"lambda_": 1.0, "sigma": 1.0, "layers": [], "cumulative": True, "family": "noise", "num_codes": 2}
+FAMILIES = ("noise", "multicode")
 
 
 def ema_decay(images_per_step: int, half_life_kimg: float) -> float:
@@ -133,6 +139,14 @@ class AdversarialModule(LightningModule):
         self.prior: LayeredPrior = copy.deepcopy(self.generator).requires_grad_(False)
         self.members = rtil_members(float(rtil["lambda_"]), rtil["layers"], self.generator.num_layers)
         self.sigma, self.cumulative = float(rtil["sigma"]), bool(rtil["cumulative"])
+        self.family, self.num_codes = rtil["family"], rtil["num_codes"]
+        if self.family not in FAMILIES:
+            raise UserInputError(f"rtil.family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        if self.family == "multicode":
+            if rtil["layers"] is None or len(rtil["layers"]) != 1:
+                raise UserInputError(f"rtil.family=multicode mixes codes at one split point: set rtil.layers=[l], "
+                                     f"got {rtil['layers']}")
+            check_multicode(self.generator, self.num_codes, rtil["layers"][0], "rtil.num_codes / rtil.layers")
         # iteration counter for lazy regularization (trainer.global_step counts every optimizer step)
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.register_buffer("sample_z", self.fixed_latents(num_samples, torch.Generator().manual_seed(seed)))
@@ -166,15 +180,34 @@ class AdversarialModule(LightningModule):
         """The split points where member k adds noise."""
         return list(range(1, k + 1)) if self.cumulative else ([k] if k else [])
 
+    def member_splits(self, k: int) -> list[int]:
+        """The split points where member k perturbs the representation (multicode: where it mixes)."""
+        if self.family == "multicode":
+            return [k] if self.codes(k) > 1 else []
+        return self.noise_splits(k)
+
+    def codes(self, k: int) -> int:
+        """Latent codes per sample member k reads: N for the multicode family, else 1."""
+        return self.num_codes if self.family == "multicode" and k else 1
+
+    def perturb(self, rep: Representation, j: int, k: int,
+                draw: Callable[[torch.Tensor], torch.Tensor]) -> Representation:
+        """Member k's change of the representation after split j (noise, or the Dirichlet mixture of codes)."""
+        if j not in self.member_splits(k):
+            return rep
+        if self.family == "multicode":
+            n = rep["state"].shape[0] // self.num_codes
+            return combine_codes(rep, flat_dirichlet(n, self.num_codes, draw, like=rep["state"]))
+        return {**rep, "state": rep["state"] + self.sigma * draw(rep["state"])}
+
     def family_image(self, gen: LayeredPrior, rep: Representation, k: int,
                      draw: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """G̃_k from a split-0 representation, images in [-1, 1]; ``draw(t)``: standard normals shaped like t."""
-        splits = self.noise_splits(k)
+        """G̃_k from a split-0 representation (``codes(k)`` rows per sample), images in [-1, 1];
+        ``draw(t)``: standard normals shaped like t."""
+        splits = self.member_splits(k)
         last = splits[-1] if splits else 0
         for j in range(1, last + 1):
-            rep = gen.run(rep, j - 1, j)
-            if j in splits:
-                rep["state"] = rep["state"] + self.sigma * draw(rep["state"])
+            rep = self.perturb(gen.run(rep, j - 1, j), j, k, draw)
         return gen.from_layer(rep, last) * 2 - 1
 
     def training_draw(self, t: torch.Tensor) -> torch.Tensor:
@@ -182,8 +215,8 @@ class AdversarialModule(LightningModule):
 
     def fakes(self, n: int) -> list[tuple[int, float, torch.Tensor]]:
         """``[(k, weight, images)]``: one batch per mixture member, each from its own latents."""
-        return [(k, w, self.family_image(self.generator, self.latent_representation(self.generator, n), k,
-                                         self.training_draw)) for k, w in self.members]
+        return [(k, w, self.family_image(self.generator, self.latent_representation(self.generator, n * self.codes(k)),
+                                         k, self.training_draw)) for k, w in self.members]
 
     # -- hooks: discriminator side -----------------------------------------------------------------
     def real_images(self, batch: dict) -> torch.Tensor:
@@ -286,8 +319,11 @@ class AdversarialModule(LightningModule):
         g = torch.Generator().manual_seed(sample_seed(self.hparams.seed, "rtil_samples", k))
         training = self.prior.training
         self.prior.eval()  # as the exported prior runs (batch-norm statistics, not the grid's batch)
-        images = self.family_image(self.prior, self.sample_representation(self.prior), k,
-                                   lambda t: torch.randn(t.shape, generator=g).to(t))
+        rep = self.sample_representation(self.prior)
+        if self.codes(k) > 1:  # sample i mixes the fixed latents i, i - 1, …: rows sample-major
+            rep = {name: torch.stack([v.roll(c, 0) for c in range(self.codes(k))], 1).flatten(0, 1)
+                   for name, v in rep.items()}
+        images = self.family_image(self.prior, rep, k, lambda t: torch.randn(t.shape, generator=g).to(t))
         self.prior.train(training)
         return ((images + 1) / 2).clamp(0, 1)
 

@@ -11,7 +11,8 @@ average-pooled to the current resolution inside the module. The exported prior i
 at its final resolution (``priors.pggan.PGGANPrior`` on the layered protocol).
 
 RTIL at a level: member k adds noise at its splits that exist at that level (<= level + 1), so with
-``layers: [4]`` the family is G alone until the 4th block is trained.
+``layers: [4]`` the family is G alone until the 4th block is trained (the multicode family likewise
+mixes codes only once its split exists).
 """
 from __future__ import annotations
 
@@ -92,12 +93,9 @@ class ProgressiveGANModule(AdversarialModule):
                      draw: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """G̃_k at the current level and α: the blocks up to ``level``, toRGB (faded), noise at k's splits."""
         level, alpha = int(self.level), float(self.alpha)
-        splits = [j for j in self.noise_splits(k) if j <= level + 1]
         previous = None
         for j in range(1, level + 2):
-            rep = gen.run(rep, j - 1, j)
-            if j in splits:
-                rep["state"] = rep["state"] + self.sigma * draw(rep["state"])
+            rep = self.perturb(gen.run(rep, j - 1, j), j, k, draw)
             if j == level:
                 previous = rep["state"]
         image = gen.to_rgb[level](rep["state"])
@@ -105,6 +103,12 @@ class ProgressiveGANModule(AdversarialModule):
             image = torch.lerp(F.interpolate(gen.to_rgb[level - 1](previous), scale_factor=2, mode="nearest"),
                                image, alpha)
         return image
+
+    def codes(self, k: int) -> int:
+        """The multicode family mixes only once its split exists at the current level and no fade reads the
+        unmixed maps before it (G alone before)."""
+        level = int(self.level)
+        return super().codes(k) if k <= level or (k == level + 1 and float(self.alpha) >= 1) else 1
 
     def real_images(self, batch: dict) -> torch.Tensor:
         x = batch["image"] * 2 - 1

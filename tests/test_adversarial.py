@@ -26,11 +26,11 @@ def make(loss: str, **kwargs) -> AdversarialModule:
     return AdversarialModule(PRIOR, DISC, LOSSES[loss], sample_every_n_steps=10_000, num_samples=4, **kwargs)
 
 
-def fit(module, iterations: int) -> pl.Trainer:
+def fit(module, iterations: int, data=DATA) -> pl.Trainer:
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, max_epochs=1,
                          limit_train_batches=iterations)
-    trainer.fit(module, DataLoader(DATA, batch_size=4))
+    trainer.fit(module, DataLoader(data, batch_size=4))
     return trainer
 
 

@@ -31,6 +31,7 @@ LOSS = dict(_target_="lightning_modules.losses.WGANGP", gp=10.0, drift=0.001)
 GROWING = dict(resolutions=[4, 8, 16], fade_images=8, stable_images=8)
 DATA = [{"image": torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(i)), "index": i} for i in range(40)]
 RTIL = {"lambda_": 0.5, "sigma": 1.0, "layers": [2], "cumulative": False}
+RTIL_MGAN = {"lambda_": 0.5, "layers": [2], "family": "multicode", "num_codes": 3}
 
 
 def make(**kwargs) -> ProgressiveGANModule:
@@ -133,7 +134,7 @@ def test_growing_follows_the_schedule_and_a_resumed_run_continues_at_the_same_le
 
 
 # -- training ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("rtil", [None, RTIL], ids=["vanilla", "rtil"])
+@pytest.mark.parametrize("rtil", [None, RTIL, RTIL_MGAN], ids=["vanilla", "rtil", "rtil_mgan"])
 def test_pggan_trains_through_the_levels_without_nans_and_exports_the_final_generator(rtil):
     module = make(rtil=rtil)
     trainer = fit(module, 9)
@@ -167,7 +168,7 @@ def test_rtil_member_gets_noise_only_where_its_split_exists():
                               gen(z) * 2 - 1)
 
 
-@pytest.mark.parametrize("model,members", [("pggan", [0]), ("rtil_pggan", [0, 4])])
+@pytest.mark.parametrize("model,members", [("pggan", [0]), ("rtil_pggan", [0, 4]), ("rtil_mgan_pggan", [0, 4])])
 def test_model_configs_bring_their_resolution(model, members):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model={model}"])
