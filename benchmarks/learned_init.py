@@ -45,7 +45,7 @@ def train_encoder(prior: str, data: str, epochs: int, batch_size: int, out: Path
     from hydra import compose, initialize_config_dir
 
     overrides = ["model=encoder_li", f"data={data}", f"data.batch_size={batch_size}",
-                 f"model.module.prior_checkpoint={prior}", f"model.module.export_path={out}",
+                 f"model.module.prior_checkpoint={prior}", f"model.module.export_path={out}", f"model.module.init_default={out}",
                  f"trainer.max_epochs={epochs}", f"trainer.check_val_every_n_epoch={max(1, epochs // 5)}",
                  f"trainer.default_root_dir={run_dir}", "trainer.enable_progress_bar=false"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
