@@ -5,7 +5,8 @@ Fourier phase retrieval: PRILO table 3's structure (only initialization, DPR, PR
    (the project's configs, ``--epochs`` epochs on the training split), unless ``--skip-training``.
 2. Solves the first ``--images`` test digits with ``--restarts`` restarts per method; solvers come
    from conf/solver and conf/init as ``python invert.py`` builds them. "only initialization" is
-   PRILO with every stage skipped and no negated second start: the init's own best restart.
+   PRILO's table-3 "only initialisation" (README): its init stage alone (z_0 fitted to the
+   measurements from the initialisation), no negated second start.
 
     python benchmarks/learned_init.py --prior outputs/priors/vae_mnist_embedded.pt --epochs 30
 
@@ -29,7 +30,7 @@ from evaluation.metrics import psnr, ssim  # noqa: E402
 from evaluation.report import mean_ci95  # noqa: E402
 from priors.io import load_prior  # noqa: E402
 
-ONLY_INIT = ("solver.skip=[init,forward,backproject,refine]", "solver.two_start=false")
+ONLY_INIT = ("solver.skip=[forward,backproject,refine]", "solver.two_start=false")
 #: label → (solver, init, extra overrides)
 METHODS = {
     "only-init-li": ("prilo", "li", ONLY_INIT), "dpr-li": ("dpr", "li", ()), "prilo-li": ("prilo", "li", ()),
