@@ -102,3 +102,29 @@ class LayeredPrior(nn.Module, abc.ABC):
         """Identity of the architecture, stored with checkpoints to refuse mismatches."""
         return {"class": type(self).__name__, "latent_shape": list(self.latent_shape),
                 "image_shape": list(self.image_shape), "num_layers": self.num_layers}
+
+
+class SquareImagePrior(LayeredPrior):
+    """A generator of ``(img_channels, size, size)`` images from one vector latent z_0 ~ N(0, I) of
+    ``latent_dim`` entries, whose split-0 representation is z_0 itself (DCGAN, PGGAN)."""
+
+    latent_dim: int
+    img_channels: int
+    size: int
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.latent_dim,)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.img_channels, self.size, self.size)
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+
+    def initial_representation(self, z0: torch.Tensor) -> Representation:
+        if tuple(z0.shape[1:]) != self.latent_shape:
+            raise ValueError(f"z0 of shape {tuple(z0.shape)} does not fit {type(self).__name__} "
+                             f"(expects (N, {self.latent_dim}))")
+        return {"state": z0}

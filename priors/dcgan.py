@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from common.errors import UserInputError
-from priors.base import LayeredPrior, Representation
+from priors.base import Representation, SquareImagePrior
 
 #: image size → resolution of the first feature map
 START_RESOLUTION = {28: 7, 32: 4, 64: 4}
@@ -42,7 +42,7 @@ def widths(size: int, width: int) -> list[int]:
     return [width * size // (2 * r) for r in resolutions(size)]
 
 
-class DCGANPrior(LayeredPrior):
+class DCGANPrior(SquareImagePrior):
     """PyTorch-tutorial DCGAN generator; ``blocks.<i>.<j>`` = the tutorial's ``main.<3 i + j>``."""
 
     def __init__(self, size: int = 64, channels: int = 3, latent_dim: int = 100, width: int = 64):
@@ -70,20 +70,6 @@ class DCGANPrior(LayeredPrior):
     @property
     def num_layers(self) -> int:
         return len(self.blocks)
-
-    @property
-    def latent_shape(self) -> tuple[int, ...]:
-        return (self.latent_dim,)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (self.img_channels, self.size, self.size)
-
-    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
-
-    def initial_representation(self, z0: torch.Tensor) -> Representation:
-        return {"state": z0}
 
     def apply_layer(self, rep: Representation, i: int) -> Representation:
         x = rep["state"]

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from common.errors import UserInputError
-from priors.base import LayeredPrior, Representation
+from priors.base import Representation, SquareImagePrior
 from priors.stylegan2_ops import EqualConv2d, EqualLinear, PixelNorm, minibatch_stddev
 
 #: RTIL appendix A.2 table 2: feature maps at 4, 8, …, 256
@@ -72,7 +72,7 @@ def to_rgb_layer(in_channel: int, channels: int, equalized: bool) -> nn.Module:
     return EqualConv2d(in_channel, channels, 1) if equalized else nn.Conv2d(in_channel, channels, 1)
 
 
-class PGGANPrior(LayeredPrior):
+class PGGANPrior(SquareImagePrior):
     """Progressive GAN generator at its final resolution on the layered protocol."""
 
     def __init__(self, size: int = 256, channels: int = 3, latent_dim: int = 512,
@@ -101,22 +101,6 @@ class PGGANPrior(LayeredPrior):
     @property
     def num_layers(self) -> int:
         return len(self.blocks) + 1
-
-    @property
-    def latent_shape(self) -> tuple[int, ...]:
-        return (self.latent_dim,)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (self.img_channels, self.size, self.size)
-
-    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
-
-    def initial_representation(self, z0: torch.Tensor) -> Representation:
-        if tuple(z0.shape[1:]) != self.latent_shape:
-            raise ValueError(f"z0 of shape {tuple(z0.shape)} does not fit this PGGAN (expects (N, {self.latent_dim}))")
-        return {"state": z0}
 
     def apply_layer(self, rep: Representation, i: int) -> Representation:
         self.check_split(i)
