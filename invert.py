@@ -50,10 +50,13 @@ def build_solver(cfg: DictConfig, prior=None, operator=None):
     if getattr(get_class(cfg.solver._target_), "requires_prior", False):
         kwargs.update(prior=prior, init=instantiate_named(cfg.init), progress=bool(cfg.trainer.enable_progress_bar))
     solver = instantiate_named(cfg.solver, **kwargs)
-    from solvers.twins import TwinSelection
+    from solvers.twins import TwinSelection, resolve_rule
 
-    if TwinSelection.applies(cfg.twin_selection.rule, operator, prior):
-        solver = TwinSelection(solver, cfg.twin_selection.rule, cfg.twin_selection.centre)
+    rule = resolve_rule(cfg.twin_selection.rule, getattr(get_class(cfg.data._target_), "mass_centred", False), prior,
+                        cfg.solver.get("select"))
+    if TwinSelection.applies(rule, operator, prior):
+        solver = TwinSelection(solver, rule, cfg.twin_selection.centre)
+        print(f"Fourier twins: kept twin chosen by rule {rule} (twin_selection.rule={cfg.twin_selection.rule}; docs/TWINS.md)")
     return solver
 
 

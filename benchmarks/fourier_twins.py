@@ -39,7 +39,7 @@ from evaluation.alignment import FourierAlignment, apply_alignment, find_alignme
 from evaluation.metrics import psnr, ssim  # noqa: E402
 from evaluation.report import mean_ci95  # noqa: E402
 from priors.io import load_prior  # noqa: E402
-from solvers.twins import centred, elbo, select_twins  # noqa: E402
+from solvers.twins import RULES as TWIN_RULES, centred, elbo, select_twins  # noqa: E402
 
 
 def split_images(split: str, num_images: int, data: str = "mnist_embedded") -> tuple[torch.Tensor, list[int]]:
@@ -123,17 +123,13 @@ def pick(plain: torch.Tensor, flipped: torch.Tensor, flip_better: torch.Tensor) 
 
 @torch.no_grad()
 def apply_rule(rule: str, prior, x_hat: torch.Tensor, x: torch.Tensor, centre) -> torch.Tensor:
-    if rule in ("none", "centre", "centre_elbo"):
+    if rule in TWIN_RULES:
         return select_twins(x_hat, rule, prior, centre)
     if rule == "elbo_all":
         return elbo_all(prior, x_hat)
     n = len(x_hat)
     plain = centred(x_hat, torch.zeros(n, dtype=torch.bool), centre)
     flipped = centred(x_hat, torch.ones(n, dtype=torch.bool), centre)
-    if rule == "centre_recon":
-        def residual(t):
-            return (prior(prior.encode(t)[0]) - t).flatten(1).pow(2).sum(1)
-        return pick(plain, flipped, residual(flipped) < residual(plain))
     if rule == "centre_refit":
         return pick(plain, flipped, latent_refit_residual(prior, flipped) < latent_refit_residual(prior, plain))
     if rule == "centre_elbo_1px":

@@ -55,6 +55,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--restarts", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--trials", nargs="+", choices=list(TRIALS), default=list(TRIALS), metavar="LABEL",
+                        help="a subset of the trials (their labels, as printed)")
+    parser.add_argument("--name", default="prilo_trials", help="results file benchmarks/results/<name>.json")
     args = parser.parse_args(argv)
     x, indices = tuning_images(args.split, args.data, args.images, **({"root": args.data_root} if args.data_root else {}))
     torch.set_num_threads(args.threads)
@@ -67,13 +70,14 @@ def main(argv=None) -> dict:
         payload["prior_reconstruction_psnr"] = own
         print(f"the prior's own reconstructions G(E(x)): {own:.2f} dB")
     rows = {}
-    for label, (method, overrides) in TRIALS.items():
+    for label in args.trials:
+        method, overrides = TRIALS[label]
         row = evaluate(method, prior, x, indices, args.data, args.restarts, overrides)
         recovered = sum(p >= 25 for p in row["aligned_oracle_psnr_per_image"])
         rows[label] = {"method": method, "overrides": overrides, "recovered_aligned_25db": recovered, **row}
         print(f"{label:52s} PSNR {row['psnr_mean']:6.2f}  aligned (oracle) {row['aligned_oracle_psnr_mean']:6.2f}  "
               f"recovered {recovered}/{len(x)}  measurement error {row['measurement_error_mean']:.2e}", flush=True)
-    return save_results("prilo_trials", {**payload, "trials": rows})
+    return save_results(args.name, {**payload, "trials": rows})
 
 
 if __name__ == "__main__":

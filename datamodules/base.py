@@ -133,6 +133,9 @@ class ImageDataModule(L.LightningDataModule, abc.ABC):
 
     #: what the root should contain, for error messages (subclasses with a root set it)
     root_contents = "the dataset files"
+    #: images are placed by their centre of mass at the field's centre (MNIST; measured by
+    #: benchmarks/fourier_twins.py): lets the Fourier twin rules of solvers/twins.py fix the shift
+    mass_centred = False
 
     def __init__(
         self,

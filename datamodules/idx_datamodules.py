@@ -110,6 +110,8 @@ class IdxDataModule(ImageDataModule):
 class MNISTDataModule(IdxDataModule):
     """MNIST (LeCun et al.): 60,000 train / 10,000 test 28×28 digits."""
 
+    mass_centred = True
+
 
 class FashionMNISTDataModule(IdxDataModule):
     """Fashion-MNIST (Xiao et al., 2017): 60,000 train / 10,000 test 28×28 clothing images."""

