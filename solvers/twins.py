@@ -121,6 +121,8 @@ class TwinSelection:
         self.centre = None if centre is None else [float(c) for c in centre]
 
     def __getattr__(self, name):
+        if "solver" not in self.__dict__:  # during unpickling (DDP spawn): no wrapped solver yet
+            raise AttributeError(name)
         return getattr(self.__dict__["solver"], name)
 
     @staticmethod

@@ -1,4 +1,5 @@
 """Fourier twin selection without ground truth (solvers/twins.py) and its place in invert.py."""
+import pickle
 from types import SimpleNamespace
 
 import pytest
@@ -71,6 +72,8 @@ def test_wrapper_applies_only_to_fourier_magnitudes_without_oversampling():
     solver = GenerativeSolver(vae, [{"kind": "init", "steps": 3, "lr": 0.1}])
     wrapped = TwinSelection(solver, "centre_elbo")
     assert wrapped.prior is vae and wrapped.restarts == 1  # the solver's own attributes
+    copy = pickle.loads(pickle.dumps(wrapped))  # DDP spawn pickles the solver into each process
+    assert copy.rule == "centre_elbo" and copy.restarts == 1
     x = twins_of(digit(), [[5, 7], [20, 3]], [True, False])
     fourier = FourierPhaseRetrieval((1, 28, 28))
     raw, kept = solver.solve(fourier, fourier(x), [0, 1], seed=0), wrapped.solve(fourier, fourier(x), [0, 1], seed=0)
