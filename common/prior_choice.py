@@ -15,6 +15,8 @@ from common.errors import UserInputError
 
 DATA_CHOICE = "${hydra:runtime.choices.data}"
 MODEL_CHOICE = "${hydra:runtime.choices.model}"
+#: data overrides that do not change what a prior is trained on (left out of the train.py command)
+RUN_ONLY_DATA_KEYS = ("data.batch_size=", "data.num_workers=")
 
 
 def _yaml(path: Path) -> dict:
@@ -106,7 +108,8 @@ def choose_prior(cfg) -> str:
     else:
         why = f"the default prior={prior}"
     if not Path(path).exists():
-        command = train_command(path, choices.get("data"), [o for o in given if o.startswith("data.")])
+        data_overrides = [o for o in given if o.startswith("data.") and not o.startswith(RUN_ONLY_DATA_KEYS)]
+        command = train_command(path, choices.get("data"), data_overrides)
         if command is not None:
             raise UserInputError(f"{path} does not exist ({why}, conf/prior/{prior}.yaml): train it with "
                                  f"`{command}` or pass prior.checkpoint=FILE")

@@ -142,7 +142,8 @@ def test_invert_solver_runs_with_its_defaults(solver, fresh_clone_with_priors, t
 
 @pytest.mark.parametrize("script, argv, command", [
     ("invert", ["solver=ilo_stylegan"], "`python train.py model=stylegan2`"),
-    ("invert", ["solver=mganprior", "data.image_size=64"], "`python train.py model=pggan data.image_size=64`"),
+    ("invert", ["solver=mganprior", "data.image_size=64", "data.batch_size=8"],
+     "`python train.py model=pggan data.image_size=64`"),
     ("invert", [], "`python train.py model=vae`"),
     ("train", ["model=encoder_li"], "`python train.py model=vae`"),
 ])
