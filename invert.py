@@ -94,6 +94,7 @@ def invert(cfg: DictConfig) -> dict | None:
     from common.instantiate import instantiate, instantiate_trainer
 
     from common.output import close_logger, make_logger, progress_bars, quiet_frameworks
+    from common.prior_choice import choose_prior
     from common.runs import claim_run
     from evaluation.report import write_report
     from lightning_modules.inversion import ContiguousShards, InversionModule, check_resume, read_parts, results_config
@@ -109,7 +110,7 @@ def invert(cfg: DictConfig) -> dict | None:
     _positive_int(cfg, "restarts")
     operator = instantiate(cfg.operator)
     requires_prior = getattr(get_class(cfg.solver._target_), "requires_prior", False)
-    prior = load_prior(cfg.prior.checkpoint) if requires_prior else None
+    prior = load_prior(choose_prior(cfg)) if requires_prior else None  # says which file and why
     if prior is not None:
         report_prior(cfg.prior.checkpoint, prior)
     if prior is not None and cfg.get("channels_last"):

@@ -29,8 +29,9 @@ def train(cfg: DictConfig) -> Path:
     from common.cli import check_seed
     from common.instantiate import instantiate, instantiate_trainer
     from common.output import make_logger, progress_bars, quiet_frameworks
+    from common.prior_choice import invert_users
 
-    from lightning_modules.callbacks import ExportPrior, SampleQualityMonitor, consumer_default, planned_length
+    from lightning_modules.callbacks import ExportPrior, SampleQualityMonitor, planned_length
 
     check_seed(cfg.seed)
     if not isinstance(cfg.get("overwrite"), bool):
@@ -55,8 +56,7 @@ def train(cfg: DictConfig) -> Path:
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True),
         ExportPrior(run_dir / "prior.pt", cfg.export_path, overwrite=cfg.overwrite, planned=planned_length(),
-                    invert_default=consumer_default("invert.yaml", "prior.checkpoint",
-                                                    HydraConfig.get().runtime.choices.data)),
+                    invert_users=invert_users(cfg.export_path, HydraConfig.get().runtime.choices.data)),
     ]
     if cfg.sample_quality.every_n_steps:
         monitor = SampleQualityMonitor(**cfg.sample_quality)

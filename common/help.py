@@ -14,6 +14,8 @@ HELP_FLAGS = ("--help", "-h")
 
 def first_comment(path) -> str:
     for line in path.read_text().splitlines():
+        if line.startswith("# @package"):  # Hydra's package header
+            continue
         if line.startswith("#"):
             return line.lstrip("#").strip()
         if line.strip():

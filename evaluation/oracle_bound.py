@@ -100,6 +100,7 @@ def oracle_bound(cfg: DictConfig) -> dict:
     from hydra.utils import get_class
 
     from common.instantiate import instantiate, instantiate_named
+    from common.prior_choice import choose_prior
     from evaluation.report import write_report
     from priors.io import load_prior
 
@@ -113,7 +114,7 @@ def oracle_bound(cfg: DictConfig) -> dict:
             raise UserInputError(f"{key} must be a positive integer, got {value!r}")
     if not cfg.oracle.lr > 0:
         raise UserInputError(f"oracle.lr must be positive, got {cfg.oracle.lr!r}")
-    prior = load_prior(cfg.prior.checkpoint).eval().requires_grad_(False)
+    prior = load_prior(choose_prior(cfg)).eval().requires_grad_(False)  # says which file and why
     spaces = output_spaces(cfg.solver, prior.num_layers)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()

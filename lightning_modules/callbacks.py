@@ -30,19 +30,6 @@ def planned_length() -> dict:
     return {"max_epochs": trainer.get("max_epochs"), "max_steps": trainer.get("max_steps")}
 
 
-def consumer_default(config_file: str, key: str, data: str) -> Path:
-    """The default path that ``conf/<config_file>`` gives ``key`` for ``data=<data>`` (e.g. the prior
-    ``invert.py`` loads when no ``prior.checkpoint`` is passed)."""
-    from omegaconf import OmegaConf
-
-    from common.cli import CONF_DIR
-
-    value = OmegaConf.to_container(OmegaConf.load(CONF_DIR / config_file), resolve=False)
-    for part in key.split("."):
-        value = value[part]
-    return Path(str(value).replace("${hydra:runtime.choices.data}", data))
-
-
 def published_message(what: str, written: Path, destination: Path, kept: bool, overwrite: bool,
                       consumer: str, consumer_default: Path | None, use_key: str) -> str:
     """What was written and what ``consumer`` (e.g. "invert.py") will now use."""
@@ -62,12 +49,12 @@ class ExportPrior(Callback):
     neither replacing an existing file unless ``overwrite`` (:func:`common.artifacts.publish`). Rank zero only."""
 
     def __init__(self, run_path: str, export_path: str | None = None, overwrite: bool = False,
-                 planned: dict | None = None, invert_default: str | None = None):
+                 planned: dict | None = None, invert_users: str | None = None):
         self.run_path = Path(run_path)
         self.export_path = Path(export_path) if export_path else None
         self.overwrite = bool(overwrite)
         self.planned = dict(planned or {})
-        self.invert_default = Path(invert_default) if invert_default else None
+        self.invert_users = invert_users  # who loads export_path by default (common.prior_choice.invert_users)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         payload = pl_module.export_prior()
@@ -83,7 +70,8 @@ class ExportPrior(Callback):
         if self.export_path is not None and self.export_path.resolve() != self.run_path.resolve():
             written, kept = publish(run_written, self.export_path, self.overwrite)
             print(published_message("prior", written, self.export_path, kept, self.overwrite,
-                                    "invert.py", self.invert_default, "prior.checkpoint"))
+                                    self.invert_users or "invert.py", self.export_path if self.invert_users else None,
+                                    "prior.checkpoint"))
 
 
 class SampleQualityMonitor(Callback):

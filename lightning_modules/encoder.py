@@ -30,6 +30,7 @@ from common.errors import UserInputError
 from common.precision import float32
 from common.checkpoint import exportable
 from common.instantiate import instantiate
+from common.prior_choice import train_command
 from common.randomness import per_sample_normal, sample_seed
 from evaluation.metrics import LPIPS_MIN_SIZE, lpips_loss, psnr
 from lightning_modules.image_logging import log_image_grid
@@ -99,6 +100,9 @@ class LearnedInitModule(LightningModule):
             "betas": [float(b) for b in betas], "critic_betas": [float(b) for b in critic_betas],
             "critic_steps": int(critic_steps), "export_path": None if export_path is None else str(export_path),
             "num_logged_images": int(num_logged_images), "seed": int(seed)})
+        if not Path(prior_checkpoint).exists() and (command := train_command(prior_checkpoint)) is not None:
+            raise UserInputError(f"the encoder is trained for the prior {prior_checkpoint}, which does not exist: "
+                                 f"train it first with `{command}` or pass model.module.prior_checkpoint=FILE")
         self.prior = load_prior(prior_checkpoint)
         self.operator = instantiate(self.hparams.operator)
         if tuple(self.operator.input_shape) != tuple(self.prior.image_shape):

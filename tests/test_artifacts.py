@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from common.artifacts import publish
-from lightning_modules.callbacks import consumer_default, published_message
+from common.prior_choice import default_prior_path, invert_users
+from lightning_modules.callbacks import published_message
 from priors.io import load_prior
 from priors.provenance import prior_report, short_training
 from tests.cli import run_cli, tiny_vae_prior
@@ -25,8 +26,12 @@ def test_publish_keeps_an_existing_file_unless_overwrite(tmp_path):
 
 
 def test_messages_say_what_was_written_and_what_invert_uses(tmp_path):
-    default = consumer_default("invert.yaml", "prior.checkpoint", "mnist_embedded")
+    default = default_prior_path("vae", "mnist_embedded")
     assert default == Path("outputs/priors/vae_mnist_embedded.pt")
+    assert invert_users(default, "mnist_embedded") == "invert.py"  # the default solver's prior
+    dcgan = "outputs/priors/dcgan_mnist_embedded.pt"
+    assert invert_users(dcgan, "mnist_embedded") == "invert.py solver=ilo_dcgan|prilo_dcgan"
+    assert invert_users("outputs/priors/rtil_dcgan_mnist_embedded.pt", "mnist_embedded") is None
     kept = published_message("prior", default.with_name("vae_mnist_embedded.v2.pt"), default, True, False,
                              "invert.py", default, "prior.checkpoint")
     assert "was kept (invert.py keeps using it by default" in kept

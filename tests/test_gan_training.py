@@ -184,7 +184,7 @@ def test_ddp_spawn_two_processes():
 
 @pytest.mark.parametrize("model,members", [("stylegan2", [0]), ("rtil_stylegan2", [0, 1, 2, 3])])
 def test_model_configs_compose_and_build(model, members):
-    overrides = [f"model={model}", "data.image_size=32", "model.module.prior.style_dim=16",
+    overrides = [f"model={model}", "model.module.prior.style_dim=16",
                  "model.module.prior.n_mlp=1", "model.module.prior.max_channels=4"]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)

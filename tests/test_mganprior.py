@@ -140,8 +140,9 @@ def test_bad_input_is_one_line(prior, kwargs, needle):
 def test_invert_runs_mganprior_and_refuses_bad_input(tmp_path):
     prior = tiny_vae_prior(tmp_path / "vae.pt")
     common = ["invert.py", "solver=mganprior", "init=random", "operator=inpainting", f"prior.checkpoint={prior}",
-              "logger=csv", "num_images=3", "batch_size=2", "restarts=2", "trainer.enable_progress_bar=false",
-              "solver.num_codes=3", "solver.steps=20", "solver.optimizer=adam", "solver.lr=0.05"]
+              "data.image_size=28", "logger=csv", "num_images=3", "batch_size=2", "restarts=2",
+              "trainer.enable_progress_bar=false", "solver.num_codes=3", "solver.steps=20", "solver.optimizer=adam",
+              "solver.lr=0.05"]
     proc = run_cli(*common, "solver.layer=1", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

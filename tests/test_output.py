@@ -14,7 +14,8 @@ from tests.cli import ROOT
 
 def test_help_lists_the_scripts_own_groups_and_keys():
     invert = help_text("invert", "Solve inverse problems.")
-    assert set(groups("invert")) == {"data", "operator", "solver", "init", "trainer", "logger"}
+    assert set(groups("invert")) == {"data", "operator", "prior", "solver", "init", "trainer", "logger"}
+    assert "*vae                  The VAE of `python train.py model=vae`" in invert  # not the @package header
     assert "  model\n" not in invert and "  solver\n" in invert
     assert "*prilo" in invert and "Fienup's hybrid input-output" in invert  # options with their comment line
     assert "num_images=64\n      the first num_images of the test split" in invert

@@ -33,12 +33,19 @@ def test_train_with_wandb_offline_and_dpr_variant(tmp_path):
     assert load_prior(tmp_path / "p.pt").latent_shape == (8,)  # the TINY override wins over vae_dpr's 20
 
 
-def test_train_ddp_two_processes(tmp_path):
-    out = tmp_path / "ddp"
-    proc = run_cli("train.py", *TINY, "logger=csv", "trainer.devices=2", "trainer.strategy=ddp_spawn",
-                   "trainer.accelerator=cpu", f"hydra.run.dir={out}", f"export_path={tmp_path / 'ddp.pt'}")
+@pytest.mark.slow
+def test_design_card_command_trains_on_two_cpu_processes(tmp_path):
+    """`python train.py model=rtil_stylegan2 trainer.devices=2` on a CPU machine: two DDP processes (the
+    subprocess launcher re-runs the command), the default data at the model's 32x32, the default run
+    directory and export, from a fresh working directory. Only the network width and run length are cut."""
+    small = ("model.module.prior.style_dim=16", "model.module.prior.n_mlp=1", "model.module.prior.max_channels=4")
+    proc = run_cli("train.py", "model=rtil_stylegan2", "trainer.devices=2", *small, "trainer.max_steps=2",
+                   "data.batch_size=4", "logger=csv", "trainer.enable_progress_bar=false", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert load_prior(tmp_path / "ddp.pt").image_shape == (1, 28, 28)
+    assert "Starting with 2 processes" in proc.stdout + proc.stderr
+    assert load_prior(tmp_path / "outputs/priors/rtil_stylegan2_mnist_embedded.pt").image_shape == (1, 32, 32)
+    runs = list((tmp_path / "outputs/train/rtil_stylegan2_mnist_embedded").iterdir())
+    assert len(runs) == 1 and (runs[0] / "prior.pt").is_file()  # both ranks in one run directory
 
 
 @pytest.mark.parametrize("override, needle", [
