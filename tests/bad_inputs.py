@@ -15,10 +15,7 @@ results_config.json).
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,40 +197,14 @@ def fill(text: str, files: dict[str, str]) -> str:
 
 def run_entry(case: Case, files: dict[str, str], out_dir: Path) -> tuple[int, str]:
     """(exit status, stderr) of ``python <script>.py *argv`` run in this process, through the same
-    pre-Hydra check and entry function (Hydra's own run-directory creation is left out)."""
-    import importlib
-
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict
-
-    from common.cli import check_overrides
+    pre-Hydra check and entry function (:func:`tests.cli.run_inprocess`)."""
+    from tests.cli import run_inprocess
 
     argv = [fill(a, files) for a in case.argv]
     argv = [f"hydra.run.dir={out_dir}", *([] if any(a.startswith("logger=") for a in argv) else ["logger=csv"]), *argv]
     env = {k: None if v is None else fill(v, files) for k, v in case.env.items()}
-    saved = {k: os.environ.get(k) for k in env}
-    stderr = io.StringIO()
-    try:
-        for key, value in env.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-            try:
-                cfg = check_overrides(case.script, argv)
-                for node in (cfg, cfg.hydra, cfg.hydra.runtime):
-                    OmegaConf.set_readonly(node, False)
-                with open_dict(cfg):
-                    cfg.hydra.runtime.output_dir = str(cfg.hydra.run.dir)
-                HydraConfig.instance().set_config(cfg)
-                job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-                entry = importlib.import_module(case.script)
-                getattr(entry, case.script)(job)
-                return 0, stderr.getvalue()
-            except SystemExit as exit_:
-                return int(exit_.code or 0), stderr.getvalue()
-    finally:
-        HydraConfig.instance().cfg = None  # later code must not see this run's Hydra config
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    proc = run_inprocess(f"{case.script}.py", *argv, env=env)
+    return proc.returncode, proc.stderr
 
 
 def _code(text: str) -> str:
