@@ -85,7 +85,6 @@ def report_prior(path, prior) -> None:
 
 @exit_on_user_error
 def invert(cfg: DictConfig) -> dict | None:
-    import torch
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_class
     from torch.utils.data import DataLoader, Subset
@@ -95,9 +94,8 @@ def invert(cfg: DictConfig) -> dict | None:
 
     from common.output import close_logger, make_logger, progress_bars, quiet_frameworks
     from common.prior_choice import choose_prior
-    from common.runs import claim_run
-    from evaluation.report import write_report
-    from lightning_modules.inversion import ContiguousShards, InversionModule, check_resume, read_parts, results_config
+    from lightning_modules.inversion import ContiguousShards, InversionModule, start_or_resume
+    from lightning_modules.inversion_report import write_inversion_results
     from operators.measurement_file import load_measurement_file
     from priors.io import load_prior
 
@@ -144,14 +142,8 @@ def invert(cfg: DictConfig) -> dict | None:
     # a test-split subset's sample indices are its positions; a measurement file lists its own
     wanted = [int(d["index"]) for d in dataset] if cfg.measurements else list(range(len(dataset)))
     files = {"prior": cfg.prior.checkpoint, "init.checkpoint": cfg.init.get("checkpoint")} if requires_prior else {}
-    identity = results_config(OmegaConf.to_container(cfg, resolve=True), {**files, "measurements": cfg.measurements})
-    check_resume(out_dir, identity, record=False)  # refuse before writing anything
-    owner_token = claim_run(out_dir, "invert.py run")
-    check_resume(out_dir, identity)  # again as the owner, recording it in a fresh directory
-    done = read_parts(out_dir)
-    todo = [j for j, i in enumerate(wanted) if i not in done]
-    if done:
-        print(f"resuming in {out_dir}: {len(dataset) - len(todo)} of {len(dataset)} images already solved")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    owner_token, todo = start_or_resume(out_dir, config, {**files, "measurements": cfg.measurements}, wanted)
     module = InversionModule(solver, operator, method, cfg.seed, out_dir, owner_token=owner_token)
     if todo:
         logger = make_logger(cfg)
@@ -165,47 +157,8 @@ def invert(cfg: DictConfig) -> dict | None:
             return None
         close_logger(logger)
 
-    results = read_parts(out_dir)
-    records = [results[i] for i in wanted]
-    rows = [r["row"] for r in records]
-    x_hat = torch.stack([r["x_hat"] for r in records])
-    y = torch.stack([r["y"] for r in records])
-    torch.save({"index": torch.tensor(wanted), "x_hat": x_hat}, out_dir / "reconstructions.pt")
-    if cfg.save_measurements:
-        from operators import operator_state
-
-        torch.save({"index": torch.tensor(wanted), "y": y, "operator": operator_state(operator)},
-                   out_dir / "measurements.pt")
-    grid = {"measurement": measurement_images(operator, y[:8])}
-    if "x" in records[0]:
-        grid = {"ground truth": torch.stack([r["x"] for r in records[:8]]), **grid}
-    grid["reconstruction"] = x_hat[:8]
-    grid = {k: v for k, v in grid.items() if v is not None}
-    if cfg.measurements:
-        save_pngs(x_hat, wanted, out_dir / "reconstructions")
-    summary = write_report(out_dir, rows, method, OmegaConf.to_container(cfg, resolve=True), grid=grid)
-    print((out_dir / "summary.md").read_text())
-    print(f"results in {out_dir}")
-    return summary
-
-
-def measurement_images(operator, y):
-    """Measurements as displayable images: log-magnitude for Fourier, as-is when image-shaped."""
-    from evaluation.report import log_magnitude_image
-
-    if operator.name == "fourier_pr":
-        return log_magnitude_image(y)
-    if y.dim() == 4 and y.shape[1] in (1, 3):
-        return y.clamp(0, 1)
-    return None
-
-
-def save_pngs(images, indices, folder: Path) -> None:
-    from torchvision.utils import save_image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for image, index in zip(images, indices):
-        save_image(image, folder / f"{index:06d}.png")
+    return write_inversion_results(out_dir, wanted, operator, method, config,
+                                   save_measurements=cfg.save_measurements, pngs=bool(cfg.measurements))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="invert")

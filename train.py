@@ -23,15 +23,12 @@ register_resolvers()
 def train(cfg: DictConfig) -> Path:
     import lightning.pytorch as pl
     from hydra.core.hydra_config import HydraConfig
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from common.checkpoint import check_resume_checkpoint
     from common.cli import check_seed
-    from common.instantiate import instantiate, instantiate_trainer
+    from common.instantiate import instantiate, instantiate_collection, instantiate_trainer
     from common.output import make_logger, progress_bars, quiet_frameworks
-    from common.prior_choice import invert_users
-
-    from lightning_modules.callbacks import ExportPrior, SampleQualityMonitor, planned_length
+    from lightning_modules.callbacks import prepare_callbacks
 
     check_seed(cfg.seed)
     if not isinstance(cfg.get("overwrite"), bool):
@@ -52,16 +49,9 @@ def train(cfg: DictConfig) -> Path:
         )
     if cfg.ckpt_path is not None:
         check_resume_checkpoint(cfg.ckpt_path, module)
+    callbacks = instantiate_collection(cfg.get("callbacks"))  # conf/callbacks/
+    prepare_callbacks(callbacks, datamodule)  # e.g. the sample-quality classifier; unlabelled data is refused here
     logger = make_logger(cfg)
-    callbacks = [
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True),
-        ExportPrior(run_dir / "prior.pt", cfg.export_path, overwrite=cfg.overwrite, planned=planned_length(),
-                    invert_users=invert_users(cfg.export_path, HydraConfig.get().runtime.choices.data)),
-    ]
-    if cfg.sample_quality.every_n_steps:
-        monitor = SampleQualityMonitor(**cfg.sample_quality)
-        monitor.prepare(datamodule)  # trains or loads the data's classifier; unlabelled data is refused here
-        callbacks.append(monitor)
     trainer = instantiate_trainer(cfg.trainer, logger=logger, callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     return run_dir / "prior.pt"

@@ -19,7 +19,6 @@ Figures are printed and saved to benchmarks/results/classical_pr.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -30,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.atomic import write_json  # noqa: E402
 from common.errors import exit_on_user_error  # noqa: E402
 from evaluation.alignment import align_to_reference  # noqa: E402
 from evaluation.metrics import psnr, ssim  # noqa: E402
@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"config": {**{k: v for k, v in vars(args).items() if k != "out"}, "operator": op.spec(),
                          "data": "EmbeddedMNISTDataModule test split, first N images"},
               "paper_table1_mnist": PAPER_TABLE1_MNIST, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    write_json(args.out, report)
     print(f"saved {args.out}")
     return report
 

@@ -1,7 +1,6 @@
 """Shared pieces of the benchmark scripts: composing the project's configs, test images, saving figures."""
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
@@ -9,10 +8,18 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
+from common.atomic import write_json
 from common.cli import CONF_DIR
 from common.errors import UserInputError
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: when the benchmark started (benchmarks import this module first): the saved ``run_seconds`` count from here
+STARTED = time.perf_counter()
+
+
+def run_seconds() -> float:
+    """Wall seconds since the benchmark started (its running time, recorded in its results file)."""
+    return round(time.perf_counter() - STARTED, 1)
 
 
 def compose_invert(*overrides: str):
@@ -53,10 +60,9 @@ def tuning_images(split: str, datamodule_config: str = "mnist_embedded", num_ima
 
 
 def save_results(name: str, payload: dict) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor() or
-               platform.machine(), "torch_threads": torch.get_num_threads(), **payload}
+               platform.machine(), "torch_threads": torch.get_num_threads(), "run_seconds": run_seconds(), **payload}
     path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2))
+    write_json(path, payload)
     print(f"saved {path}")
     return path

@@ -19,7 +19,6 @@ samples of both generators next to it, and the two priors under outputs/benchmar
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -33,6 +32,8 @@ from lightning.pytorch import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from common.atomic import atomic_open, write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = ("dcgan", "rtil_dcgan")
@@ -123,7 +124,8 @@ def save_grid(priors: dict, path: Path, n: int = 64) -> None:
         ax.set_title(f"{name}: FD {fd:.1f}")
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
 
 
@@ -189,7 +191,7 @@ def main() -> None:
         "classifier": {k: v for k, v in classifier.items() if k != "path"},
         "reference": reference, "rows": rows, "wall_seconds": time.time() - started,
     }
-    (out_dir / "dcgan_training.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out_dir / "dcgan_training.json", result)
     print(f"written to {out_dir / 'dcgan_training.json'} and {out_dir / 'dcgan_training.png'}")
 
 

@@ -34,6 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import compose_invert, save_results  # noqa: E402
+from common.atomic import torch_save  # noqa: E402
+from common.checkpoint import load_tensors  # noqa: E402
 from common.instantiate import instantiate, instantiate_named  # noqa: E402
 from evaluation.alignment import FourierAlignment, apply_alignment, find_alignment  # noqa: E402
 from evaluation.metrics import psnr, ssim  # noqa: E402
@@ -62,7 +64,7 @@ def reconstruct(prior, prior_path: str, split: str, num_images: int, cache: Path
     stamp = Path(prior_path).stat().st_mtime_ns
     path = cache / f"{split}_{num_images}.pt"
     if path.exists():
-        saved = torch.load(path)
+        saved = load_tensors(path)
         if saved["prior"] == prior_path and saved["stamp"] == stamp:
             return saved
     x, indices = split_images(split, num_images)
@@ -74,8 +76,7 @@ def reconstruct(prior, prior_path: str, split: str, num_images: int, cache: Path
     saved = {"prior": prior_path, "stamp": stamp, "x": x, "indices": indices, "x_hat": result.x.detach(),
              "measurement_error": result.measurement_error, "seconds": time.perf_counter() - start,
              "method": f"{cfg.solver.name}-{cfg.init.name}"}
-    cache.mkdir(parents=True, exist_ok=True)
-    torch.save(saved, path)
+    torch_save(saved, path)
     return saved
 
 

@@ -9,10 +9,10 @@ enter the timing). Seconds per iteration are averaged over iterations 1..N after
 PGGAN at level L: the growing schedule starts at resolution 4·2^L (a stable phase; a fade adds one
 toRGB/fromRGB pass).
 
-    python benchmarks/gan_speed.py                      # all models, ~15 min on 1 CPU thread
+    python benchmarks/gan_speed.py                      # all models
     python benchmarks/gan_speed.py --models pggan --iterations 4 --batch 16
 
-Prints a table and writes benchmarks/results/gan_speed.json.
+Prints a table and writes benchmarks/results/gan_speed.json (with the run's duration, ``run_seconds``).
 """
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import run_seconds  # noqa: E402
+from common.atomic import write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "gan_speed.json"
 MODELS = ("dcgan", "rtil_dcgan", "pggan", "rtil_pggan", "stylegan2", "rtil_stylegan2")
@@ -126,9 +129,8 @@ def main() -> None:
     result = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": args.threads},
               "note": "measured on a 2-core CPU shared with other jobs (contention): relative figures only",
-              "rows": rows}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+              "rows": rows, "run_seconds": run_seconds()}
+    write_json(RESULTS, result)
     print(f"written to {RESULTS}")
 
 

@@ -20,7 +20,6 @@ benchmarks/results/mganprior.json and mganprior.png (--quick: the system temp fo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import compose_invert, save_results, test_images  # noqa: E402
+from common.atomic import atomic_open, write_json  # noqa: E402
 from common.instantiate import instantiate_named  # noqa: E402
 from evaluation.metrics import psnr, ssim  # noqa: E402
 from evaluation.report import mean_ci95  # noqa: E402
@@ -92,7 +92,8 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_title(op)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
 
 
@@ -101,7 +102,7 @@ def save(payload: dict, quick: bool, complete: bool) -> Path:
     if not quick:
         return save_results("mganprior", payload)
     path = Path(tempfile.gettempdir()) / "mganprior_quick.json"
-    path.write_text(json.dumps(payload, indent=2))
+    write_json(path, payload)
     return path
 
 

@@ -9,9 +9,9 @@ forward stage at split 1 in an l1 ball, best-iterate selection) once in float32 
 per-image |ΔPSNR| and the ratio of mean measurement errors. Runs on the CPU (bf16 autocast runs
 there); a GPU gives other roundings, not other orders of magnitude.
 
-    python benchmarks/mixed_precision.py            # ~1 min on 2 CPU cores
+    python benchmarks/mixed_precision.py
 
-Writes benchmarks/results/mixed_precision.json.
+Writes benchmarks/results/mixed_precision.json (with the run's duration, ``run_seconds``).
 """
 from __future__ import annotations
 

@@ -10,10 +10,10 @@ pure-PyTorch ops against straightforward reference implementations.
   vs ``leaky_relu(x + b) * sqrt(2)``, ``ModulatedConv2d`` vs one convolution per sample and vs
   rosinality's grouped convolution. ratio = reference time / our time (> 1: ours is faster).
 
-    python benchmarks/stylegan2_speed.py                    # default: paper architecture, ~4 min
+    python benchmarks/stylegan2_speed.py                    # default: paper architecture
     python benchmarks/stylegan2_speed.py --sizes 32 --reps 3 --threads 2
 
-Figures are printed and saved to benchmarks/results/stylegan2_speed.json.
+Figures are printed and saved to benchmarks/results/stylegan2_speed.json (with the run's duration, ``run_seconds``).
 """
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from benchmarks.common import run_seconds  # noqa: E402
+from common.atomic import write_json  # noqa: E402
 from lightning_modules.adversarial import ema_decay, ema_update  # noqa: E402
 from lightning_modules.gan import GANModule  # noqa: E402
 from lightning_modules.losses import r1_penalty  # noqa: E402
@@ -209,8 +211,7 @@ def main() -> None:
         results["ops"].append(row)
         print(f"op {row['op']:48s} {row['shape']:12s} ours {row['ours_ms']:8.2f} ms  reference "
               f"{row['reference_ms']:8.2f} ms  ratio {row['ratio']:.2f}  max|diff| {row['max_abs_diff']:.1e}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
+    write_json(RESULTS, {**results, "run_seconds": run_seconds()})
     print(f"saved {RESULTS}")
 
 

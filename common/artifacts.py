@@ -11,6 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
+from common.atomic import temporary_sibling
+
 
 def versioned(path: Path, version: int) -> Path:
     return path if version == 1 else path.with_name(f"{path.stem}.v{version}{path.suffix}")
@@ -19,11 +21,9 @@ def versioned(path: Path, version: int) -> Path:
 def publish(source: str | os.PathLike, destination: str | os.PathLike, overwrite: bool = False) -> tuple[Path, bool]:
     """Copy ``source`` to ``destination`` (or its first free versioned name); returns the path
     written and whether an earlier file at ``destination`` was kept."""
-    source, destination = Path(source), Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    try:
+    destination = Path(destination)
+    with temporary_sibling(destination) as tmp:
+        shutil.copyfile(source, tmp)
         if overwrite:
             os.replace(tmp, destination)
             return destination, False
@@ -35,6 +35,3 @@ def publish(source: str | os.PathLike, destination: str | os.PathLike, overwrite
                 return target, version > 1
             except FileExistsError:
                 version += 1
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -1,7 +1,8 @@
 """The one reader of checkpoint files, and building objects from the configs stored in them.
 
-Files are data. Every checkpoint the project reads from a user-supplied path goes through
-:func:`read_checkpoint` (``torch.load(weights_only=True)``: tensors and plain containers only),
+Files are data. Every torch file the project reads goes through :func:`load_tensors`
+(``torch.load(weights_only=True)``: tensors and plain containers only), and every checkpoint from a
+user-supplied path through :func:`read_checkpoint` (one-line errors),
 :func:`checkpoint_format` tells what kind of file it is, and a stored ``_target_`` config is
 turned into an object only by :func:`build`, which accepts
 
@@ -60,6 +61,12 @@ FORMAT_NAMES = {
 _PLAIN = (bool, int, float, str, type(None))
 
 
+def load_tensors(path: str | os.PathLike, mmap: bool = False):
+    """``torch.load(path, weights_only=True)`` onto the CPU (``mmap``: tensors memory-mapped, not read):
+    tensors and plain containers only. The project's only ``torch.load``; errors are the caller's to word."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
 def read_checkpoint(path: str | os.PathLike, what: str, missing_hint: str = "") -> dict:
     """The dict stored in a torch file, loaded with ``weights_only=True``; one-line errors otherwise."""
     path = Path(path)
@@ -73,7 +80,7 @@ def read_checkpoint(path: str | os.PathLike, what: str, missing_hint: str = "") 
         # rosinality's StyleGAN2 training checkpoints carry their argparse.Namespace under "args"; its PGGAN
         # train.py pickles the whole generator, read into inert stand-ins (priors.pggan)
         with torch.serialization.safe_globals([argparse.Namespace, *PICKLED_GLOBALS]):
-            obj = unpickled_state(torch.load(path, map_location="cpu", weights_only=True))
+            obj = unpickled_state(load_tensors(path))
     except Exception as err:  # noqa: BLE001 - any failure here means an unreadable (or unsafe) file
         raise UserInputError(f"{what} {path} could not be read ({type(err).__name__}); the file is truncated, "
                              f"corrupt, not a torch checkpoint, or holds objects other than tensors and plain data"

@@ -5,7 +5,8 @@
 
 * overrides Hydra rejects (unknown group options, keys that do not exist: with the nearest
   existing key as a suggestion, never ``+key``),
-* ``+key`` / ``++key`` for keys no code reads (only arguments a ``_target_`` class takes may be added),
+* ``+key`` / ``++key`` for keys no code reads (only arguments a ``_target_`` class takes, and whole
+  ``_target_`` entries of a collection such as ``+callbacks.NAME={_target_: ...}``, may be added),
 * a run directory, ``export_path`` or ``seed`` that cannot work, and an online W&B logger without a login.
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from common.errors import UserInputError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+#: config nodes whose entries are objects (``_target_`` configs) built in order: a user may add one
+COLLECTIONS = ("callbacks",)
 
 
 def check_overrides(config_name: str, argv: list[str] | None = None):
@@ -139,7 +142,8 @@ def _missing_key_message(cfg, key: str, value: str, hint: str) -> str:
 
 def refuse_unread_additions(cfg, argv: list[str], config_name: str) -> None:
     """``+a.b.c=v`` is accepted only where a ``_target_`` class takes the added argument (or takes
-    ``**kwargs``), or inside a dict argument of such a class; keys nothing reads are refused."""
+    ``**kwargs``), or inside a dict argument of such a class, or as a ``_target_`` entry of one of
+    :data:`COLLECTIONS`; keys nothing reads are refused."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import DictConfig
 
@@ -150,6 +154,13 @@ def refuse_unread_additions(cfg, argv: list[str], config_name: str) -> None:
         return
     base = _compose(config_name, [a for a in argv if not a.startswith("+")])
     for key in additions:
+        collection, _, entry = key.partition(".")
+        if collection in COLLECTIONS and entry and "." not in entry:
+            added = cfg[collection][entry]
+            if not isinstance(added, DictConfig) or "_target_" not in added:
+                raise UserInputError(f"+{key}: an entry of {collection} must be a config with a _target_, e.g. "
+                                     f"'+{key}={{_target_: lightning.pytorch.callbacks.LearningRateMonitor}}'")
+            continue
         node, inside_target = base, False
         for part in key.split("."):
             target = node.get("_target_")

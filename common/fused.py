@@ -26,10 +26,9 @@ from collections.abc import Callable
 import torch
 
 ENV = "GENPRIOR_FUSED"
-#: smallest first argument (elements) that runs compiled. On 2 CPU cores a compiled projection round
-#: is faster from ~2^15 elements, the soft-threshold from ~2^17, but the default invert.py run (512 rows
-#: of 500, 256,000) is slower end to end compiled, compilation included (benchmarks/fused_threshold.py);
-#: at 1,024 rows of 500 the projection takes 1.3 ms compiled vs 2.1 ms eager (benchmarks/inversion_speed.py)
+#: smallest first argument (elements) that runs compiled: the default invert.py run (512 rows of 500,
+#: 256,000 elements) is slower end to end compiled, compilation included, while compiling pays at 1,024
+#: rows of 500 (docs/RESULTS.md, "Inversion speed": benchmarks/fused_threshold.py, benchmarks/inversion_speed.py)
 MIN_NUMEL = 2 ** 18
 _enabled: bool | None = None  # None: from the environment (default on)
 _broken: str | None = None  # why compilation failed, once it has

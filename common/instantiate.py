@@ -27,6 +27,21 @@ def instantiate_named(node, **kwargs):
     return instantiate(config, **kwargs, _convert_="all")
 
 
+def instantiate_collection(node) -> list:
+    """The objects of a node whose entries are ``_target_`` configs (e.g. ``callbacks``), in order;
+    null entries are skipped, so ``callbacks.NAME=null`` and ``~callbacks.NAME`` both remove one."""
+    if not node:
+        return []
+    objects = []
+    for name, config in node.items():
+        if config is None:
+            continue
+        if not isinstance(config, DictConfig) or "_target_" not in config:
+            raise UserInputError(f"{name} must be a config with a _target_ (a class to build), got {config!r}")
+        objects.append(instantiate(config))
+    return objects
+
+
 def instantiate_trainer(config, **kwargs):
     """The Lightning ``Trainer``; its refusals of ``trainer.*`` values (max_epochs=-5, accelerator=gpu without
     a GPU, unknown strategy or precision, ...) become one-line ``UserInputError`` s."""

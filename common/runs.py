@@ -135,4 +135,11 @@ def claim_run(run_dir: str | os.PathLike, what: str = "run") -> str:
     return lock.token
 
 
+def release_runs() -> None:
+    """Give up every run directory this process claimed (for entry points run in-process, e.g. by tests;
+    a script's runs are released when it exits)."""
+    while _held:
+        _held.pop().release()
+
+
 _held: list[RunLock] = []

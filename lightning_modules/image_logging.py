@@ -6,7 +6,9 @@ from pathlib import Path
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import WandbLogger
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
+
+from common.atomic import save_image
 
 
 @torch.no_grad()
@@ -21,5 +23,4 @@ def log_image_grid(module: LightningModule, key: str, images: torch.Tensor, nrow
             logger.log_image(key=key, images=[grid], step=step)
         elif logger.log_dir is not None:
             path = Path(logger.log_dir) / "images" / f"{key.replace('/', '_')}_step{step:07d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
             save_image(grid, path)

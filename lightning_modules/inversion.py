@@ -25,9 +25,11 @@ import torch
 from lightning.pytorch import LightningModule
 from torch.utils.data import Sampler
 
+from common.atomic import torch_save, write_json
+from common.checkpoint import load_tensors
 from common.errors import UserInputError
 from common.randomness import per_sample_normal
-from common.runs import exit_with_parent, owns_run
+from common.runs import claim_run, exit_with_parent, owns_run
 from lightning_modules.image_logging import log_image_grid
 from operators.base import ForwardOperator
 
@@ -81,8 +83,6 @@ def check_resume(out_dir: Path, config: dict, record: bool = True) -> None:
     """Refuse (one line) to add to a run directory that holds results of another configuration;
     on a fresh directory record ``config`` in ``results_config.json`` (with ``record``; without,
     only check: nothing is written)."""
-    from evaluation.report import atomic_open
-
     path = out_dir / RESULTS_CONFIG
     has_parts = any((out_dir / PARTS_DIR).glob("*.pt"))
     if path.is_file():
@@ -103,12 +103,25 @@ def check_resume(out_dir: Path, config: dict, record: bool = True) -> None:
             f"{out_dir} holds results without a {RESULTS_CONFIG} to compare with (written by an older version); "
             f"pass a new hydra.run.dir"
         )
-    if not record:
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path) as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
+    if record:
+        write_json(path, config)
+
+
+def start_or_resume(out_dir: Path, config: Mapping, files: Mapping[str, str | os.PathLike | None],
+                    wanted: list[int], what: str = "invert.py run") -> tuple[str, list[int]]:
+    """Make this process the owner of ``out_dir`` for a run of the resolved ``config`` reading ``files``
+    (see :func:`results_config`), refusing (one line, before anything is written) a directory that holds
+    results of another configuration; returns the owner's token and the positions in ``wanted``
+    (sample indices) that have no part yet."""
+    identity = results_config(config, files)
+    check_resume(out_dir, identity, record=False)  # refuse before writing anything
+    owner_token = claim_run(out_dir, what)
+    check_resume(out_dir, identity)  # again as the owner, recording it in a fresh directory
+    done = read_parts(out_dir)
+    todo = [j for j, i in enumerate(wanted) if i not in done]
+    if done:
+        print(f"resuming in {out_dir}: {len(wanted) - len(todo)} of {len(wanted)} images already solved")
+    return owner_token, todo
 
 
 class ContiguousShards(Sampler):
@@ -135,17 +148,11 @@ class ContiguousShards(Sampler):
         return len(self._shard())
 
 
-def write_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def read_parts(out_dir: Path) -> dict[int, dict]:
     """All finished images of a run directory: index → {"row", "x_hat", "y", "x"}."""
     done: dict[int, dict] = {}
     for part in sorted((out_dir / PARTS_DIR).glob("*.pt")):
-        record = torch.load(part, map_location="cpu", weights_only=True)
+        record = load_tensors(part)
         for j, row in enumerate(record["rows"]):
             tensors = {k: record[k][j] for k in ("x_hat", "y", "x") if record.get(k) is not None}
             done.setdefault(int(row["index"]), {"row": row, **tensors})  # DDP padding repeats an index
@@ -216,9 +223,7 @@ class InversionModule(LightningModule):
                   "x": None if x is None else x.detach().cpu()}
         if self.owner_token is not None and not owns_run(self.out_dir, self.owner_token):
             raise RuntimeError(f"{self.out_dir} has been taken over by another run; this one stops without writing")
-        parts = self.out_dir / PARTS_DIR
-        parts.mkdir(parents=True, exist_ok=True)
-        write_atomic(record, parts / f"{index[0]:08d}_r{self.global_rank}.pt")
+        torch_save(record, self.out_dir / PARTS_DIR / f"{index[0]:08d}_r{self.global_rank}.pt")
         self._log_batch(batch_idx, result, x)
         return None
 

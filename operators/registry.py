@@ -5,6 +5,7 @@ import os
 
 import torch
 
+from common.atomic import torch_save
 from common.checkpoint import check_finite, plain_data, read_checkpoint
 from common.errors import UserInputError
 from operators.base import ForwardOperator
@@ -50,7 +51,7 @@ def operator_from_state(state: dict) -> ForwardOperator:
 
 
 def save_operator(op: ForwardOperator, path: str | os.PathLike) -> None:
-    torch.save(operator_state(op), path)
+    torch_save(operator_state(op), path)
 
 
 def load_operator(path: str | os.PathLike) -> ForwardOperator:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
+from common.atomic import torch_save
 from common.checkpoint import PRIOR_FORMAT, build, check_finite, checkpoint_format, describe_format, \
     load_weights, read_checkpoint
 from common.errors import UserInputError
@@ -34,12 +33,8 @@ def save_prior(payload: dict, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     prior = _build(payload["prior_config"], payload["state_dict"], f"prior to be written to {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {"format": PRIOR_FORMAT, "describe": prior.describe(), **payload}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(record, tmp)
-    os.replace(tmp, path)
-    return path
+    return torch_save(record, path)
 
 
 def load_prior(path: str | os.PathLike, **overrides) -> LayeredPrior:

@@ -33,10 +33,10 @@ def short_training(record: dict) -> str | None:
 def read_training_record(path: str | os.PathLike) -> dict | None:
     """The training record of a prior file (exported by train.py, or a Lightning checkpoint's
     epoch/step); None when the file has none. Tensors are memory-mapped, not read."""
-    import torch
+    from common.checkpoint import load_tensors
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        obj = load_tensors(path, mmap=True)
     except Exception:  # noqa: BLE001 - rosinality files and the like: no record
         return None
     if not isinstance(obj, dict):

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from common.atomic import torch_save
 from common.checkpoint import ENCODER_FORMAT, build, checkpoint_format, describe_format, load_weights, \
     read_checkpoint
 from common.errors import UserInputError
@@ -58,8 +59,6 @@ def operator_fingerprint(operator: ForwardOperator) -> str:
 def save_encoder(path: str | os.PathLike, encoder_config: dict, encoder: nn.Module, prior: LayeredPrior,
                  prior_path: str | os.PathLike, operator: ForwardOperator, extra: dict | None = None) -> Path:
     """Write the encoder (``_target_`` config + weights) with what it was trained for, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "format": ENCODER_FORMAT,
         "encoder_config": dict(encoder_config),
@@ -68,10 +67,7 @@ def save_encoder(path: str | os.PathLike, encoder_config: dict, encoder: nn.Modu
         "operator": {**operator_state(operator), "fingerprint": operator_fingerprint(operator)},
         "extra": dict(extra or {}),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(record, tmp)
-    os.replace(tmp, path)
-    return path
+    return torch_save(record, path)
 
 
 def read_encoder_record(path: str | os.PathLike) -> dict:

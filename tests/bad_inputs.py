@@ -16,7 +16,6 @@ results_config.json).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,21 +196,15 @@ def fill(text: str, files: dict[str, str]) -> str:
 
 
 def run_entry(case: Case, files: dict[str, str], out_dir: Path) -> tuple[int, str]:
-    """(exit status, stderr) of ``python <script>.py *argv`` run in this process (:func:`tests.cli.run_in_process`)."""
-    from tests.cli import run_in_process
+    """(exit status, stderr) of ``python <script>.py *argv`` run in this process, through the same
+    pre-Hydra check and entry function (:func:`tests.cli.run_inprocess`)."""
+    from tests.cli import run_inprocess
 
     argv = [fill(a, files) for a in case.argv]
     argv = [f"hydra.run.dir={out_dir}", *([] if any(a.startswith("logger=") for a in argv) else ["logger=csv"]), *argv]
     env = {k: None if v is None else fill(v, files) for k, v in case.env.items()}
-    saved = {k: os.environ.get(k) for k in env}
-    try:
-        for key, value in env.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-        code, _, stderr = run_in_process(case.script, argv)
-        return code, stderr
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    proc = run_inprocess(f"{case.script}.py", *argv, env=env)
+    return proc.returncode, proc.stderr
 
 
 def _code(text: str) -> str:

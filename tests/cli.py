@@ -1,7 +1,10 @@
-"""Running the entry points as users do, in a subprocess."""
+"""Running the entry points as users do: in a subprocess (:func:`run_cli`: Hydra itself, a fresh
+process, DDP) or in this process (:func:`run_inprocess`: the same pre-Hydra check and entry function,
+seconds cheaper, for everything that is not about the process itself)."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import os
 import subprocess
@@ -20,22 +23,34 @@ def run_cli(script: str, *overrides: str, cwd: Path | None = None, timeout: int 
                           capture_output=True, text=True, timeout=timeout)
 
 
-def run_in_process(script: str, argv: list[str], edit=None) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of ``python <script>.py *argv`` run in this process, through the same
-    pre-Hydra check and entry function (Hydra's own run-directory creation is left out; ``hydra.run.dir``
-    is the run directory). ``edit(cfg)`` may change the composed job config first (e.g. shorten a solver)."""
-    import importlib
+#: the function each Hydra entry point's ``main`` calls with the composed config
+ENTRY_FUNCTIONS = {"train.py": "train", "invert.py": "invert", "evaluation/oracle_bound.py": "oracle_bound",
+                   "evaluation/sample_quality.py": "evaluate"}
 
+
+def run_inprocess(script: str, *overrides: str, env: dict | None = None, edit=None) -> subprocess.CompletedProcess:
+    """``python <script> *overrides`` (a script of :data:`ENTRY_FUNCTIONS`) run in this process, as
+    :func:`run_cli` reports it (exit status, stdout, stderr): the same pre-Hydra check
+    (``common.cli.check_overrides``) and entry function; the run directory is ``hydra.run.dir``, where
+    Hydra's own files (``.hydra/``, ``<script>.log``) are not written. ``env``: variables set for the run
+    (None: unset). ``edit(cfg)`` may change the composed job config first (e.g. shorten a solver). The
+    process's environment, Hydra config and claimed run directories are restored afterwards."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
     from common.cli import check_overrides
+    from common.runs import release_runs
 
+    module = importlib.import_module(script.removesuffix(".py").replace("/", "."))
+    saved_env = dict(os.environ)
     stdout, stderr = io.StringIO(), io.StringIO()
+    returncode = 0
     try:
+        for key, value in (env or {}).items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
             try:
-                cfg = check_overrides(script, argv)
+                cfg = check_overrides(Path(script).stem, list(overrides))
                 for node in (cfg, cfg.hydra, cfg.hydra.runtime):
                     OmegaConf.set_readonly(node, False)
                 with open_dict(cfg):
@@ -44,12 +59,19 @@ def run_in_process(script: str, argv: list[str], edit=None) -> tuple[int, str, s
                 job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
                 if edit is not None:
                     edit(job)
-                getattr(importlib.import_module(script), script)(job)
-                return 0, stdout.getvalue(), stderr.getvalue()
+                getattr(module, ENTRY_FUNCTIONS[script])(job)
             except SystemExit as exit_:
-                return int(exit_.code or 0), stdout.getvalue(), stderr.getvalue()
+                returncode = int(exit_.code or 0)
     finally:
         HydraConfig.instance().cfg = None  # later code must not see this run's Hydra config
+        release_runs()
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:  # what the end of the process would do
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                wandb.finish()
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess([script, *overrides], returncode, stdout.getvalue(), stderr.getvalue())
 
 
 def tiny_vae_prior(path: Path, image_shape=(1, 28, 28), seed: int = 0) -> Path:

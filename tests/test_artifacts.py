@@ -8,7 +8,7 @@ from common.prior_choice import default_prior_path, invert_users
 from lightning_modules.callbacks import published_message
 from priors.io import load_prior
 from priors.provenance import prior_report, short_training
-from tests.cli import run_cli, tiny_vae_prior
+from tests.cli import run_inprocess, tiny_vae_prior
 
 
 def test_publish_keeps_an_existing_file_unless_overwrite(tmp_path):
@@ -61,14 +61,13 @@ def test_prior_report_without_a_record(tmp_path):
     assert line.startswith(f"prior: {path} (training length not recorded): class VAE") and warning is None
 
 
-@pytest.mark.slow
 def test_a_smoke_training_keeps_the_earlier_prior_and_says_so(tmp_path):
     export = tiny_vae_prior(tmp_path / "priors" / "vae.pt")  # stands for the full export
     before = export.read_bytes()
-    proc = run_cli("train.py", "model.module.prior.hidden_dim=32", "model.module.prior.latent_dim=8",
-                   "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-                   "trainer.enable_progress_bar=false", "logger=csv", f"hydra.run.dir={tmp_path / 'run'}",
-                   f"export_path={export}")
+    proc = run_inprocess("train.py", "model.module.prior.hidden_dim=32", "model.module.prior.latent_dim=8",
+                         "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+                         "trainer.enable_progress_bar=false", "logger=csv", f"hydra.run.dir={tmp_path / 'run'}",
+                         f"export_path={export}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     new = export.with_name("vae.v2.pt")
     assert export.read_bytes() == before and new.is_file()

@@ -33,11 +33,10 @@ def test_documented_dpr_ilo_prilo_commands_run_on_the_face_generator(tmp_path):
         assert 5 < summary["psnr_mean"] < 100
 
 
-@pytest.mark.slow
 def test_wrong_layout_or_resolution_is_refused_with_one_line(tmp_path):
     import torch
 
-    from tests.cli import run_cli
+    from tests.cli import run_inprocess
     from tests.test_dcgan import face_generator_file
 
     faces = face_generator_file()
@@ -47,8 +46,8 @@ def test_wrong_layout_or_resolution_is_refused_with_one_line(tmp_path):
     cases = {bad: ("data=prior_samples", "128x128 images"),
              faces: ("data=mnist_embedded", "generates images of shape (3, 64, 64)")}
     for path, (data, needle) in cases.items():
-        proc = run_cli("invert.py", f"prior.checkpoint={path}", data, "solver=dpr", "init=random", "logger=csv",
-                       f"hydra.run.dir={tmp_path / 'run'}")
+        proc = run_inprocess("invert.py", f"prior.checkpoint={path}", data, "solver=dpr", "init=random", "logger=csv",
+                             f"hydra.run.dir={tmp_path / 'run'}")
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], lines
         assert not (tmp_path / "run" / "metrics.csv").exists()

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from common.cli import CONF_DIR
 from common.instantiate import instantiate
 from lightning_modules.adversarial import AdversarialModule
-from tests.cli import run_cli
+from tests.cli import run_cli, run_inprocess
 
 NARROW = ["model.module.prior.width=4", "model.module.num_samples=4"]
 DATA = [{"image": torch.rand(1, 28, 28, generator=torch.Generator().manual_seed(i)), "index": i} for i in range(12)]
@@ -52,13 +52,13 @@ def test_few_steps_without_nans_and_lambda_one_is_vanilla():
     assert int(bn.num_batches_tracked) > 0 and torch.isfinite(bn.running_var).all()  # EMA prior carries BN statistics
 
 
-@pytest.mark.slow
 def test_train_py_model_dcgan_exports_a_prior_and_logs_sample_quality(tmp_path, monkeypatch):
     monkeypatch.setenv("GENPRIOR_CACHE", str(tmp_path / "cache"))
     out, export = tmp_path / "run", tmp_path / "dcgan.pt"
-    proc = run_cli("train.py", "model=rtil_dcgan", *NARROW, "trainer.max_steps=8", "data.batch_size=16", "logger=csv",
-                   "sample_quality.every_n_steps=4", "sample_quality.num_samples=50", "sample_quality.classifier.steps=20",
-                   "trainer.enable_progress_bar=false", f"hydra.run.dir={out}", f"export_path={export}")
+    proc = run_inprocess("train.py", "model=rtil_dcgan", *NARROW, "trainer.max_steps=8", "data.batch_size=16",
+                         "logger=csv", "sample_quality.every_n_steps=4", "sample_quality.num_samples=50",
+                         "sample_quality.classifier.steps=20", "trainer.enable_progress_bar=false", f"hydra.run.dir={out}",
+                         f"export_path={export}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     from priors.io import load_prior
 
@@ -66,9 +66,9 @@ def test_train_py_model_dcgan_exports_a_prior_and_logs_sample_quality(tmp_path, 
     assert type(prior).__name__ == "DCGANPrior" and prior.image_shape == (1, 28, 28)
     rows = [r for f in out.rglob("metrics.csv") for r in csv.DictReader(open(f)) if r.get("sample_quality/fd")]
     assert [int(r["step"]) for r in rows] == [4, 8] and all(float(r["sample_quality/fd"]) > 0 for r in rows)
-    unlabelled = run_cli("train.py", "model=dcgan", "data=prior_samples", f"data.checkpoint={export}", "data.channels=1",
-                         "data.image_size=28", "sample_quality.every_n_steps=4", f"hydra.run.dir={tmp_path / 'bad'}",
-                         f"export_path={tmp_path / 'bad.pt'}", "logger=csv")
+    unlabelled = run_inprocess("train.py", "model=dcgan", "data=prior_samples", f"data.checkpoint={export}",
+                               "data.channels=1", "data.image_size=28", "sample_quality.every_n_steps=4",
+                               f"hydra.run.dir={tmp_path / 'bad'}", f"export_path={tmp_path / 'bad.pt'}", "logger=csv")
     assert unlabelled.returncode == 2 and "no class labels" in unlabelled.stderr
     assert len(unlabelled.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
 

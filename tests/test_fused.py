@@ -32,6 +32,7 @@ def both(fn):
     return eager, fn()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fused_projection_matches_eager(kernels, dtype):
     g = torch.Generator().manual_seed(0)
@@ -51,6 +52,7 @@ def test_fused_projection_matches_eager(kernels, dtype):
     assert torch.allclose(norms, radius[on_sphere], rtol=tol)
 
 
+@pytest.mark.slow
 def test_fused_warm_started_ball_matches_eager_over_a_descent(kernels):
     """Projected steps of the same walk with either kernel stay together (warm starts included)."""
     g = torch.Generator().manual_seed(1)
@@ -67,6 +69,7 @@ def test_fused_warm_started_ball_matches_eager_over_a_descent(kernels):
     assert torch.allclose((compiled - center).abs().sum(1), torch.full((32,), 15.0), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_fused_solve_matches_eager(kernels):
     torch.manual_seed(0)
     prior = VAE(image_shape=(1, 8, 8), latent_dim=8, hidden_dim=48).eval().requires_grad_(False)
@@ -102,6 +105,7 @@ def test_failed_compilation_falls_back_to_eager_with_one_warning(kernels, monkey
         assert torch.equal(other(torch.ones(2)), torch.full((2,), 3.0))
 
 
+@pytest.mark.slow
 def test_small_calls_run_eagerly_without_compiling(kernels, monkeypatch):
     monkeypatch.setattr(fused, "MIN_NUMEL", 100)
     kernel = fused.FusedKernel(lambda x: x * 2, eager=lambda x: x + 1)

@@ -31,6 +31,7 @@ def test_cpu_smoke_measures_everything_and_writes_json():
     assert all(r["ilo_steps_per_second"] > 0 and r["prilo_images_per_second"] > 0 for r in result["inversion"])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on machines without a GPU")
 def test_without_a_gpu_it_fails_with_one_line():
     proc = run()

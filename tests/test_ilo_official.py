@@ -15,7 +15,7 @@ from solvers.lr_schedule import lr_factor
 from solvers.regularizers import geocross
 from solvers.schedule import parse_schedule
 from solvers.sphere import SphereProjection
-from tests.cli import ROOT, run_cli
+from tests.cli import ROOT, run_inprocess
 from tests.test_stylegan2_inversion import prior  # noqa: F401  (the tiny StyleGAN2 fixture)
 
 
@@ -161,16 +161,15 @@ def test_official_ilo_reduces_the_measurement_error(prior):
     assert result.measurement_error.mean() < 0.5 * start.mean()
 
 
-@pytest.mark.slow
 def test_invert_cli_runs_official_ilo(tmp_path, prior):
     path = save_prior({"prior_config": prior.config(), "state_dict": prior.state_dict(), "extra": {}},
                       tmp_path / "sg2.pt")
     out = tmp_path / "run"
-    proc = run_cli("invert.py", f"prior.checkpoint={path}", "data.image_size=32", "solver=ilo_stylegan",
-                   "init=gaussian", "operator=inpainting", "num_images=2", "restarts=1", f"hydra.run.dir={out}",
-                   "logger=csv", "trainer.enable_progress_bar=false", "solver.loss.lpips=0",
-                   "solver.schedule=[{kind:init,steps:6,noise_maps:5},{kind:forward,layer:1,steps:6,noise_maps:7},"
-                   "{kind:forward,layer:2,steps:4,noise_maps:9}]")
+    proc = run_inprocess("invert.py", f"prior.checkpoint={path}", "data.image_size=32", "solver=ilo_stylegan",
+                         "init=gaussian", "operator=inpainting", "num_images=2", "restarts=1", f"hydra.run.dir={out}",
+                         "logger=csv", "trainer.enable_progress_bar=false", "solver.loss.lpips=0",
+                         "solver.schedule=[{kind:init,steps:6,noise_maps:5},{kind:forward,layer:1,steps:6,noise_maps:7},"
+                         "{kind:forward,layer:2,steps:4,noise_maps:9}]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ilo-gaussian" in (out / "summary.md").read_text()
     rows = (out / "metrics.csv").read_text().strip().splitlines()

@@ -1,4 +1,7 @@
-"""invert.py as users run it: report contract, resume, devices, file input, bad input."""
+"""invert.py as users run it: report contract, resume, devices, file input, bad input.
+
+In this process (tests.cli.run_inprocess: the command's own check and entry function) except where the
+process matters: DDP (``slow``)."""
 import csv
 import json
 import shutil
@@ -6,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from tests.cli import run_cli, tiny_vae_prior
+from tests.cli import run_cli, run_inprocess, tiny_vae_prior
 
 FAST_PRILO = ("solver.schedule=[{kind:init,steps:15,lr:0.1,radius:100},"
               "{kind:forward,layer:1,steps:10,lr:0.05,radius:5},"
@@ -20,9 +23,9 @@ def prior_file(tmp_path_factory):
     return tiny_vae_prior(tmp_path_factory.mktemp("prior") / "vae.pt")
 
 
-def invert(out, prior, *extra, expect_ok=True, logger="csv"):
+def invert(out, prior, *extra, expect_ok=True, logger="csv", run=run_inprocess):
     mii = [] if "init=random" in extra else ["init.num_candidates=200"]
-    proc = run_cli("invert.py", f"prior.checkpoint={prior}", f"hydra.run.dir={out}", f"logger={logger}",
+    proc = run("invert.py", f"prior.checkpoint={prior}", f"hydra.run.dir={out}", f"logger={logger}",
                    "trainer.enable_progress_bar=false", *mii, *extra)
     if expect_ok:
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -56,7 +59,7 @@ def test_invert_writes_the_report_contract(tmp_path, prior_file):
 
 def test_classical_baseline_runs_through_the_same_command(tmp_path):
     out = tmp_path / "hio"
-    proc = run_cli("invert.py", "solver=hio", "num_images=3", "restarts=2", "solver.iterations=30",
+    proc = run_inprocess("invert.py", "solver=hio", "num_images=3", "restarts=2", "solver.iterations=30",
                    f"hydra.run.dir={out}", "logger=csv", "trainer.enable_progress_bar=false",
                    "prior.checkpoint=/nonexistent/not/needed.pt")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -82,6 +85,7 @@ def test_resume_skips_finished_images_and_gives_the_same_report(tmp_path, prior_
         assert float(ra["psnr"]) == pytest.approx(float(rb["psnr"]), abs=1e-3)
 
 
+@pytest.mark.slow
 def test_batch_size_and_process_count_do_not_change_results(tmp_path, prior_file):
     """Bit-identical per-image results (restarts=4: 4 rows per image, see README)."""
     common = ("num_images=4", "restarts=4", "init=random", FAST_PRILO)
@@ -89,7 +93,7 @@ def test_batch_size_and_process_count_do_not_change_results(tmp_path, prior_file
     invert(one, prior_file, "batch_size=1", *common)
     four = tmp_path / "b4_2proc"
     invert(four, prior_file, "batch_size=2", "trainer.devices=2", "trainer.strategy=ddp_spawn",
-           "trainer.accelerator=cpu", *common)
+           "trainer.accelerator=cpu", *common, run=run_cli)
     a, b = read_rows(one / "metrics.csv"), read_rows(four / "metrics.csv")
     assert [r["index"] for r in b] == ["0", "1", "2", "3"]  # every image exactly once
     for ra, rb in zip(a, b, strict=True):
@@ -122,7 +126,7 @@ def test_measurement_file_mode(tmp_path, prior_file):
 def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, prior_file, override, needle):
     out = tmp_path / "bad"
     args = [f"prior.checkpoint={prior_file}", "num_images=2", override]
-    proc = run_cli("invert.py", f"hydra.run.dir={out}", "logger=csv", *args)
+    proc = run_inprocess("invert.py", f"hydra.run.dir={out}", "logger=csv", *args)
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr[-2000:]

@@ -17,7 +17,7 @@ from priors.encoders import ConvCritic, ConvEncoder, MagnitudeNormalization, MLP
 from priors.io import load_prior
 from solvers.initialization import RandomInit
 from solvers.learned_init import LearnedInit, save_encoder
-from tests.cli import run_cli, tiny_vae_prior
+from tests.cli import run_inprocess, tiny_vae_prior
 from tests.test_invert import FAST_PRILO
 
 SHAPE = (1, 8, 8)
@@ -264,18 +264,18 @@ def test_conv_encoder_and_critic_shapes():
 def test_train_encoder_then_invert_with_init_li(tmp_path):
     prior = tiny_vae_prior(tmp_path / "vae.pt")
     encoder = tmp_path / "encoder.pt"
-    proc = run_cli("train.py", "model=encoder_li", f"model.module.prior_checkpoint={prior}",
-                   f"model.module.export_path={encoder}", "model.module.encoder.hidden=[32]",
-                   "model.module.critic.hidden=[16]", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
-                   "+trainer.limit_val_batches=1", "trainer.check_val_every_n_epoch=1", "logger=csv",
-                   "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'train'}")
+    proc = run_inprocess("train.py", "model=encoder_li", f"model.module.prior_checkpoint={prior}",
+                         f"model.module.export_path={encoder}", "model.module.encoder.hidden=[32]",
+                         "model.module.critic.hidden=[16]", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                         "+trainer.limit_val_batches=1", "trainer.check_val_every_n_epoch=1", "logger=csv",
+                         "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'train'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert encoder.is_file() and (tmp_path / "train" / "encoder.pt").is_file()
 
     out = tmp_path / "invert"
-    proc = run_cli("invert.py", "init=li", f"init.checkpoint={encoder}", f"prior.checkpoint={prior}",
-                   "num_images=3", "restarts=2", FAST_PRILO, "logger=csv", "trainer.enable_progress_bar=false",
-                   f"hydra.run.dir={out}")
+    proc = run_inprocess("invert.py", "init=li", f"init.checkpoint={encoder}", f"prior.checkpoint={prior}",
+                         "num_images=3", "restarts=2", FAST_PRILO, "logger=csv", "trainer.enable_progress_bar=false",
+                         f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))

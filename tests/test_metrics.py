@@ -109,6 +109,7 @@ def test_image_metrics_keys_and_small_images():
     assert image_metrics(x, x, lpips_net=None)["lpips"].isnan().all()
 
 
+@pytest.mark.slow
 def test_importing_metrics_does_not_load_lpips():
     code = "import sys, evaluation.metrics; assert 'lpips' not in sys.modules and 'evaluation.lpips_weights' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -12,7 +12,7 @@ from operators import (CirculantCompressedSensing, Denoising, FourierPhaseRetrie
 from priors.dcgan import DCGANPrior
 from solvers.generative import GenerativeSolver
 from solvers.mganprior import MultiCodeSolver
-from tests.cli import run_cli, tiny_vae_prior
+from tests.cli import run_inprocess, tiny_vae_prior
 
 torch.set_num_threads(1)
 SHAPE = (1, 28, 28)
@@ -136,17 +136,16 @@ def test_bad_input_is_one_line(prior, kwargs, needle):
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.slow
 def test_invert_runs_mganprior_and_refuses_bad_input(tmp_path):
     prior = tiny_vae_prior(tmp_path / "vae.pt")
     common = ["invert.py", "solver=mganprior", "init=random", "operator=inpainting", f"prior.checkpoint={prior}",
               "data.image_size=28", "logger=csv", "num_images=3", "batch_size=2", "restarts=2",
               "trainer.enable_progress_bar=false", "solver.num_codes=3", "solver.steps=20", "solver.optimizer=adam",
               "solver.lr=0.05"]
-    proc = run_cli(*common, "solver.layer=1", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_inprocess(*common, "solver.layer=1", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["method"] == "mganprior-random" and summary["num_images"] == 3
-    proc = run_cli(*common, "solver.layer=7", f"hydra.run.dir={tmp_path / 'bad'}")
+    proc = run_inprocess(*common, "solver.layer=7", f"hydra.run.dir={tmp_path / 'bad'}")
     assert proc.returncode == 2 and "split point 7 is outside the generator" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad" / "metrics.csv").exists()

@@ -24,7 +24,7 @@ from solvers.generative import GenerativeSolver
 from solvers.initialization import RandomInit
 from tests import test_gan_training as sg2
 from tests import test_pggan as pg
-from tests.cli import run_cli, tiny_vae_prior
+from tests.cli import run_inprocess, tiny_vae_prior
 
 torch.set_num_threads(1)
 BF16 = {"device_type": "cpu", "dtype": torch.bfloat16}
@@ -146,7 +146,6 @@ def test_inversion_under_bf16_autocast_is_within_the_stated_tolerance_of_float32
     assert float(psnr(half.x, x).mean()) > 25  # it solved the problem, not merely failed like float32
 
 
-@pytest.mark.slow
 def test_invert_py_under_bf16_mixed_and_channels_last_matches_float32(tmp_path):
     """Lightning's precision plugin autocasts predict_step; the report is within the stated tolerance."""
     prior = tiny_vae_prior(tmp_path / "vae.pt")
@@ -154,9 +153,10 @@ def test_invert_py_under_bf16_mixed_and_channels_last_matches_float32(tmp_path):
     psnrs = {}
     for precision in ("32-true", "bf16-mixed"):
         out = tmp_path / precision
-        proc = run_cli("invert.py", f"prior.checkpoint={prior}", f"hydra.run.dir={out}", "logger=csv", "num_images=4",
-                       "restarts=2", "init=random", "operator=gaussian_pr", "trainer.enable_progress_bar=false",
-                       f"trainer.precision={precision}", f"channels_last={precision != '32-true'}", schedule)
+        proc = run_inprocess("invert.py", f"prior.checkpoint={prior}", f"hydra.run.dir={out}", "logger=csv",
+                             "num_images=4", "restarts=2", "init=random", "operator=gaussian_pr",
+                             "trainer.enable_progress_bar=false", f"trainer.precision={precision}",
+                             f"channels_last={precision != '32-true'}", schedule)
         assert proc.returncode == 0, proc.stderr[-3000:]
         psnrs[precision] = torch.tensor([float(r["psnr"]) for r in csv.DictReader((out / "metrics.csv").open())])
     assert abs(float(psnrs["bf16-mixed"].mean() - psnrs["32-true"].mean())) <= PSNR_TOLERANCE_DB

@@ -92,23 +92,22 @@ def test_tuning_scripts_refuse_the_test_split(script, capsys):
         tuning_images("test")
 
 
-@pytest.mark.slow
 def test_oracle_bound_command_writes_a_report_and_refuses_classical_solvers(tmp_path):
     import csv
     import json
 
-    from tests.cli import run_cli, tiny_vae_prior
+    from tests.cli import run_inprocess, tiny_vae_prior
 
     prior = tiny_vae_prior(tmp_path / "vae.pt")
     out = tmp_path / "bound"
-    proc = run_cli("evaluation/oracle_bound.py", f"prior.checkpoint={prior}", f"hydra.run.dir={out}", "num_images=3",
-                   "batch_size=2", "restarts=2", "oracle.steps=20", "init.num_candidates=50")
+    proc = run_inprocess("evaluation/oracle_bound.py", f"prior.checkpoint={prior}", f"hydra.run.dir={out}",
+                         "num_images=3", "batch_size=2", "restarts=2", "oracle.steps=20", "init.num_candidates=50")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [r["index"] for r in rows] == ["0", "1", "2"]
     assert all(float(r["psnr"]) == max(float(r[f"psnr_{s}"]) for s in ("range", "layer1", "layer2")) for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "oracle-bound" and "psnr_range_ci95" in summary
-    bad = run_cli("evaluation/oracle_bound.py", "solver=hio", f"hydra.run.dir={tmp_path / 'bad'}", "num_images=1")
+    bad = run_inprocess("evaluation/oracle_bound.py", "solver=hio", f"hydra.run.dir={tmp_path / 'bad'}", "num_images=1")
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and "generative" in bad.stderr
     assert not (tmp_path / "bad" / "metrics.csv").exists()

@@ -24,6 +24,7 @@ def test_help_lists_the_scripts_own_groups_and_keys():
     assert "overwrite=false\n      an existing export_path" in train
 
 
+@pytest.mark.slow
 def test_help_flag_prints_it_and_exits_0():
     proc = subprocess.run([sys.executable, str(ROOT / "invert.py"), "--help"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)

@@ -19,7 +19,7 @@ from common.instantiate import instantiate
 from lightning_modules.progressive import GrowthSchedule, ProgressiveGANModule
 from priors.io import load_prior
 from priors.pggan import PGGANPrior, load_rosinality_pggan, pggan_widths
-from tests.cli import run_cli
+from tests.cli import run_inprocess
 
 torch.set_num_threads(1)
 
@@ -317,10 +317,9 @@ TINY = ("model.module.prior.latent_dim=8", "model.module.prior.max_channels=4", 
         "model.module.growing.stable_images=64", "model.module.growing.fade_images=64")
 
 
-@pytest.mark.slow
 def test_train_rtil_pggan_on_the_default_data_exports_a_prior(tmp_path):
     out, export = tmp_path / "run", tmp_path / "pggan.pt"
-    proc = run_cli("train.py", "model=rtil_pggan", *TINY, "trainer.log_every_n_steps=1", f"hydra.run.dir={out}",
+    proc = run_inprocess("train.py", "model=rtil_pggan", *TINY, "trainer.log_every_n_steps=1", f"hydra.run.dir={out}",
                    f"export_path={export}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     prior = load_prior(export)
@@ -331,7 +330,6 @@ def test_train_rtil_pggan_on_the_default_data_exports_a_prior(tmp_path):
     assert grids == ["samples_G_step0000002.png", "samples_G_tilde_4_step0000002.png"]  # after iteration 0
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("override, needle", [
     ("model.module.growing.resolutions=[4,8,16]", "growing.resolutions"),
     ("model.module.rtil.layers=[6]", "rtil.layers"),
@@ -339,7 +337,8 @@ def test_train_rtil_pggan_on_the_default_data_exports_a_prior(tmp_path):
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, override, needle):
     out, export = tmp_path / "run", tmp_path / "x.pt"
-    proc = run_cli("train.py", "model=rtil_pggan", *TINY, f"hydra.run.dir={out}", f"export_path={export}", override)
+    proc = run_inprocess("train.py", "model=rtil_pggan", *TINY, f"hydra.run.dir={out}", f"export_path={export}",
+                         override)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr[-2000:]

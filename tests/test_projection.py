@@ -92,7 +92,7 @@ def test_vanishing_radius_in_float32_lands_on_the_center():
         assert torch.allclose(project_l1_ball(v.clone(), c, 1e-12), c, atol=1e-6)
 
 
-@pytest.mark.parametrize("fused_kernels", [False, True])
+@pytest.mark.parametrize("fused_kernels", [False, pytest.param(True, marks=pytest.mark.slow)])  # True: torch.compile
 def test_rows_starting_on_or_far_from_their_root_end_where_a_cold_start_ends(fused_kernels, monkeypatch):
     """Most rows start on their root and stop at once (certified by the fused round); a few start
     far off and need several rounds; every row ends where a cold start ends."""

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from common.errors import UserInputError
 from common.runs import RunLock, claim_run, owns_run, read_owner, register_resolvers
 from lightning_modules.inversion import ContiguousShards, check_resume, differing_keys, results_config
-from tests.cli import ROOT, run_cli
+from tests.cli import ROOT, run_cli, run_inprocess
 
 HIO = ("solver=hio", "solver.iterations=20", "restarts=1", "logger=csv", "trainer.enable_progress_bar=false")
 
@@ -91,6 +91,7 @@ def test_run_lock_refuses_a_second_owner_until_released(tmp_path):
     second.release()
 
 
+@pytest.mark.slow
 def test_lock_of_a_killed_owner_is_free(tmp_path):
     code = f"from common.runs import RunLock; RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); " \
            "import time; time.sleep(60)"
@@ -153,7 +154,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 def test_ddp_resume_with_fewer_images_left_than_processes(tmp_path):
     out = tmp_path / "ddp"
-    proc = run_cli("invert.py", *HIO, "num_images=2", "batch_size=1", f"hydra.run.dir={out}")
+    proc = run_inprocess("invert.py", *HIO, "num_images=2", "batch_size=1", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     (out / "parts" / "00000001_r0.pt").unlink()  # an interrupted run: one image left for two processes
     proc = run_cli("invert.py", *HIO, "num_images=2", "trainer.devices=2", "trainer.strategy=ddp_spawn",
@@ -161,7 +162,7 @@ def test_ddp_resume_with_fewer_images_left_than_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1 of 2 images already solved" in proc.stdout
     assert [int(r.split(",")[0]) for r in (out / "metrics.csv").read_text().splitlines()[1:]] == [0, 1]
-    other = run_cli("invert.py", *HIO, "num_images=2", "seed=1", f"hydra.run.dir={out}")
+    other = run_inprocess("invert.py", *HIO, "num_images=2", "seed=1", f"hydra.run.dir={out}")
     lines = other.stderr.strip().splitlines()
     assert other.returncode == 2 and len(lines) == 1, other.stderr[-2000:]
     assert "differs in operator.seed, seed;" in lines[0]
@@ -180,7 +181,7 @@ def test_killed_run_leaves_no_writing_workers_and_a_second_run_is_refused(tmp_pa
         while not list((out / "parts").glob("*.pt")) and time.time() < deadline:
             time.sleep(0.5)
         assert list((out / "parts").glob("*.pt")), "no part written"
-        second = run_cli("invert.py", *args[2:])
+        second = run_inprocess("invert.py", *args[2:])
         assert second.returncode == 2 and f"in use by another invert.py run (pid {main.pid}" in second.stderr
         workers = _children(main.pid)
         assert workers

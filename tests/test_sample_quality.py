@@ -78,17 +78,18 @@ def test_unlabelled_data_is_refused(tmp_path):
 
 def test_command_prints_scores_for_a_prior_file(tmp_path, monkeypatch):
     from priors.io import save_prior
-    from tests.cli import run_cli
+    from tests.cli import run_inprocess
 
     prior = DCGANPrior(size=28, channels=1, width=4)
     path = save_prior({"prior_config": prior.config(), "state_dict": prior.state_dict(), "extra": {}}, tmp_path / "g.pt")
     monkeypatch.setenv("GENPRIOR_CACHE", str(tmp_path / "cache"))
-    proc = run_cli("evaluation/sample_quality.py", f"prior.checkpoint={path}", "num_samples=100",
-                   "classifier.steps=30", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)  # the command's run directory is the working directory
+    proc = run_inprocess("evaluation/sample_quality.py", f"prior.checkpoint={path}", "num_samples=100",
+                         "classifier.steps=30")
     assert proc.returncode == 0, proc.stderr[-2000:]
     fd, score = (float(line.split()[1]) for line in proc.stdout.splitlines()[-3:-1])
     assert fd > 0 and 1 <= score <= 10 and "100 samples vs 4000 train images" in proc.stdout
-    bad = run_cli("evaluation/sample_quality.py", f"prior.checkpoint={path}", "num_samples=1", cwd=tmp_path)
+    bad = run_inprocess("evaluation/sample_quality.py", f"prior.checkpoint={path}", "num_samples=1")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["error: num_samples must be an integer >= 2 "
                                                                        "(a covariance needs two samples), got 1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "g.pt"]  # nothing else written

@@ -7,7 +7,7 @@ from priors.io import save_prior
 from priors.stylegan2 import StyleGAN2Prior
 from solvers.generative import GenerativeSolver
 from solvers.initialization import RandomInit
-from tests.cli import run_cli
+from tests.cli import run_inprocess
 
 TINY = dict(size=32, channels=1, style_dim=16, n_mlp=2, max_channels=8)
 
@@ -60,9 +60,9 @@ def test_invert_cli_with_a_stylegan2_prior(tmp_path, prior):
     path = save_prior({"prior_config": prior.config(), "state_dict": prior.state_dict(), "extra": {}},
                       tmp_path / "sg2.pt")
     out = tmp_path / "run"
-    proc = run_cli("invert.py", f"prior.checkpoint={path}", "data.image_size=32", "solver=ilo_stylegan_l1",
-                   "init=random", "num_images=2", "restarts=1", f"hydra.run.dir={out}", "logger=csv",
-                   "trainer.enable_progress_bar=false",
+    proc = run_inprocess("invert.py", f"prior.checkpoint={path}", "data.image_size=32", "solver=ilo_stylegan_l1",
+                         "init=random", "num_images=2", "restarts=1", f"hydra.run.dir={out}", "logger=csv",
+                         "trainer.enable_progress_bar=false",
                    "solver.schedule=[{kind:init,steps:5,lr:0.1},{kind:forward,layer:1,steps:5,radius:100,latent_radius:30},"
                    "{kind:forward,layer:2,steps:5,radius:100,latent_radius:30}]")
     assert proc.returncode == 0, proc.stderr[-3000:]

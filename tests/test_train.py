@@ -1,9 +1,11 @@
-"""train.py through Hydra as users run it: VAE training, export, DDP, logging, bad input."""
+"""train.py as users run it: VAE training, export, DDP, logging, bad input.
+
+In this process (tests.cli.run_inprocess: the command's own check and entry function) except DDP (``slow``)."""
 import pytest
 import torch
 
 from priors.io import load_prior
-from tests.cli import run_cli
+from tests.cli import run_cli, run_inprocess
 
 TINY = ("model.module.prior.hidden_dim=32", "model.module.prior.latent_dim=8", "trainer.max_epochs=1",
         "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.check_val_every_n_epoch=1",
@@ -12,7 +14,7 @@ TINY = ("model.module.prior.hidden_dim=32", "model.module.prior.latent_dim=8", "
 
 def test_train_vae_exports_a_loadable_prior(tmp_path):
     out, export = tmp_path / "run", tmp_path / "priors" / "vae.pt"
-    proc = run_cli("train.py", *TINY, "logger=csv", f"hydra.run.dir={out}", f"export_path={export}")
+    proc = run_inprocess("train.py", *TINY, "logger=csv", f"hydra.run.dir={out}", f"export_path={export}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     prior = load_prior(export)
     assert prior.image_shape == (1, 28, 28) and prior.latent_shape == (8,)
@@ -26,7 +28,7 @@ def test_train_vae_exports_a_loadable_prior(tmp_path):
 
 def test_train_with_wandb_offline_and_dpr_variant(tmp_path):
     out = tmp_path / "wb"
-    proc = run_cli("train.py", "model=vae_dpr", *TINY, "logger=wandb", f"hydra.run.dir={out}",
+    proc = run_inprocess("train.py", "model=vae_dpr", *TINY, "logger=wandb", f"hydra.run.dir={out}",
                    f"export_path={tmp_path / 'p.pt'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((out / "wandb").glob("offline-run-*"))
@@ -57,8 +59,8 @@ def test_design_card_command_trains_on_two_cpu_processes(tmp_path):
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, override, needle):
     out = tmp_path / "bad"
-    proc = run_cli("train.py", *TINY, "logger=csv", f"hydra.run.dir={out}", f"export_path={tmp_path / 'x.pt'}",
-                   override)
+    proc = run_inprocess("train.py", *TINY, "logger=csv", f"hydra.run.dir={out}",
+                         f"export_path={tmp_path / 'x.pt'}", override)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr[-2000:]

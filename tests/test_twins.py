@@ -11,7 +11,7 @@ from operators import FourierPhaseRetrieval, Inpainting
 from priors.vae import VAE
 from solvers.generative import GenerativeSolver
 from solvers.twins import TwinSelection, centred, elbo, reconstruction_residual, resolve_rule, select_twins
-from tests.cli import run_cli, tiny_vae_prior
+from tests.cli import run_inprocess, tiny_vae_prior
 
 
 def digit(h=28, w=28):
@@ -104,7 +104,6 @@ def test_auto_rule_only_where_validated():
         resolve_rule("elbo", True, vae)
 
 
-@pytest.mark.slow
 def test_invert_cli_twin_selection(tmp_path):
     prior = tiny_vae_prior(tmp_path / "vae.pt")
     common = [f"prior.checkpoint={prior}", "solver=csgm", "init=random", "num_images=3", "restarts=1", "logger=csv",
@@ -112,9 +111,9 @@ def test_invert_cli_twin_selection(tmp_path):
     recs = {}
     for rule in ("none", "centre"):
         out = tmp_path / rule
-        proc = run_cli("invert.py", *common, f"twin_selection.rule={rule}", f"hydra.run.dir={out}")
+        proc = run_inprocess("invert.py", *common, f"twin_selection.rule={rule}", f"hydra.run.dir={out}")
         assert proc.returncode == 0, proc.stderr[-3000:]
         recs[rule] = torch.load(out / "reconstructions.pt")["x_hat"]
     assert torch.equal(recs["centre"], select_twins(recs["none"], "centre"))
-    proc = run_cli("invert.py", *common, "twin_selection.rule=elbo", f"hydra.run.dir={tmp_path / 'bad'}")
+    proc = run_inprocess("invert.py", *common, "twin_selection.rule=elbo", f"hydra.run.dir={tmp_path / 'bad'}")
     assert proc.returncode == 2 and "twin_selection.rule" in proc.stderr

@@ -16,7 +16,12 @@ from omegaconf import open_dict
 
 from common.cli import CONF_DIR
 from priors.io import load_prior, save_prior
-from tests.cli import run_in_process, tiny_vae_prior
+from tests.cli import run_inprocess, tiny_vae_prior
+
+
+def _run(script: str, argv: list[str], edit=None) -> tuple[int, str, str]:
+    proc = run_inprocess(f"{script}.py", *argv, edit=edit)
+    return proc.returncode, proc.stdout, proc.stderr
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 SOLVERS = sorted(p.stem for p in (CONF_DIR / "solver").glob("*.yaml"))
@@ -79,7 +84,7 @@ def test_train_model_runs_on_the_default_data(model, tmp_path, monkeypatch):
     if model == "encoder_li":
         tiny_vae_prior(tmp_path / "outputs" / "priors" / "vae_mnist_embedded.pt")  # the prior it is trained for
     before = set((tmp_path / "outputs" / "priors").iterdir())
-    code, out, err = run_in_process("train", [f"model={model}", *SHORT_TRAIN, f"hydra.run.dir={tmp_path / 'run'}"],
+    code, out, err = _run("train", [f"model={model}", *SHORT_TRAIN, f"hydra.run.dir={tmp_path / 'run'}"],
                                     edit=narrow)
     assert code == 0, err[-3000:]
     size = RESOLUTION.get(model, 28)
@@ -126,7 +131,7 @@ def test_invert_solver_runs_with_its_defaults(solver, fresh_clone_with_priors, t
     out_dir = tmp_path / "run"
     argv = [f"solver={solver}", "num_images=1", "batch_size=1", "restarts=2", "logger=csv",
             "trainer.enable_progress_bar=false", f"hydra.run.dir={out_dir}"]
-    code, out, err = run_in_process("invert", argv, edit=shorten)
+    code, out, err = _run("invert", argv, edit=shorten)
     assert code == 0, err[-3000:]
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["num_images"] == 1 and summary["method"].startswith(summary["config"]["solver"]["name"])
@@ -149,7 +154,7 @@ def test_invert_solver_runs_with_its_defaults(solver, fresh_clone_with_priors, t
 ])
 def test_a_missing_default_prior_names_the_command_that_writes_it(script, argv, command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_in_process(script, [*argv, "logger=csv", f"hydra.run.dir={tmp_path / 'run'}"])
+    code, _, err = _run(script, [*argv, "logger=csv", f"hydra.run.dir={tmp_path / 'run'}"])
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and command in lines[0], err
     assert not (tmp_path / "outputs").exists()
