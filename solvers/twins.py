@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from common.errors import UserInputError
 from evaluation.alignment import FourierAlignment, apply_alignment
-from solvers.base import SolveResult
+from solvers.base import SolveResult, Solver
 
 RULES = ("none", "centre", "centre_elbo")
 
@@ -78,7 +78,7 @@ def select_twins(x: torch.Tensor, rule: str, prior=None, centre: Sequence[float]
     return torch.where(keep_flip.to(x.device)[:, None, None, None], flipped, plain)
 
 
-class TwinSelection:
+class TwinSelection(Solver):
     """A solver whose Fourier phase retrieval results are replaced by the twin ``rule`` keeps.
 
     Only for Fourier magnitudes without oversampling (elsewhere shifts and flips change the
@@ -88,13 +88,22 @@ class TwinSelection:
 
     def __init__(self, solver, rule: str = "centre_elbo", centre: Sequence[float] | None = None):
         _check_rule(rule)
-        if rule == "centre_elbo" and not hasattr(getattr(solver, "prior", None), "encode"):
+        if rule == "centre_elbo" and not hasattr(solver.prior, "encode"):
             raise UserInputError("twin_selection.rule=centre_elbo needs a VAE prior (an encoder for the ELBO); "
                                  "use rule=centre or none")
         if centre is not None and len(centre) != 2:
             raise UserInputError(f"twin_selection.centre must be [row, col] or null, got {list(centre)}")
         self.solver, self.rule = solver, rule
         self.centre = None if centre is None else [float(c) for c in centre]
+
+    requires_prior = True
+
+    @property
+    def prior(self):
+        return self.solver.prior
+
+    def check_setup(self, operator) -> None:
+        self.solver.check_setup(operator)
 
     def __getattr__(self, name):
         return getattr(self.__dict__["solver"], name)
