@@ -79,6 +79,10 @@ def prior(name: str):
 
         p = StyleGAN2Prior(size=64 if name == "stylegan2_64" else 32, channels=1, style_dim=8, n_mlp=1, max_channels=4)
         p.fit_latent_statistics(num_samples=200)
+        with torch.no_grad():  # noise injection starts at weight 0 (rosinality): make the noise maps matter
+            for m in p.modules():
+                if type(m).__name__ == "NoiseInjection":
+                    m.weight.fill_(0.3)
     return p.eval().requires_grad_(False)
 
 
