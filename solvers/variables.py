@@ -103,8 +103,12 @@ class Leaves:
         self.sphere = SphereProjection(spherical) if spherical else None
 
     def param_groups(self, lr: float) -> list[dict]:
-        """One optimiser group per variable, at its own learning rate or the stage's ``lr``."""
-        return [{"params": [self.values[v.name]], "lr": lr if v.lr is None else v.lr} for v in self.declared]
+        """Optimiser groups: the variables at their own learning rate or the stage's ``lr``, one group per
+        rate (a fused optimiser updates each group in one multi-tensor kernel)."""
+        groups: dict[float, list[torch.Tensor]] = {}
+        for v in self.declared:
+            groups.setdefault(lr if v.lr is None else v.lr, []).append(self.values[v.name])
+        return [{"params": params, "lr": rate} for rate, params in groups.items()]
 
     @torch.no_grad()
     def project_(self) -> None:
