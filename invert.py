@@ -45,9 +45,10 @@ def build_solver(cfg: DictConfig, prior=None, operator=None):
     from hydra.utils import get_class
 
     from common.instantiate import instantiate_named
+    from solvers.base import solver_class
 
     kwargs = {"restarts": cfg.restarts}
-    if getattr(get_class(cfg.solver._target_), "requires_prior", False):
+    if solver_class(cfg.solver._target_).requires_prior:
         kwargs.update(prior=prior, init=instantiate_named(cfg.init), progress=bool(cfg.trainer.enable_progress_bar))
     solver = instantiate_named(cfg.solver, **kwargs)
     from solvers.twins import TwinSelection, resolve_rule
@@ -86,7 +87,6 @@ def report_prior(path, prior) -> None:
 @exit_on_user_error
 def invert(cfg: DictConfig) -> dict | None:
     from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import get_class
     from torch.utils.data import DataLoader, Subset
 
     from common.cli import check_seed
@@ -98,6 +98,7 @@ def invert(cfg: DictConfig) -> dict | None:
     from lightning_modules.inversion_report import write_inversion_results
     from operators.measurement_file import load_measurement_file
     from priors.io import load_prior
+    from solvers.base import solver_class
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     check_seed(cfg.seed)
@@ -107,7 +108,7 @@ def invert(cfg: DictConfig) -> dict | None:
     num_images, batch_size = _positive_int(cfg, "num_images"), _positive_int(cfg, "batch_size")
     _positive_int(cfg, "restarts")
     operator = instantiate(cfg.operator)
-    requires_prior = getattr(get_class(cfg.solver._target_), "requires_prior", False)
+    requires_prior = solver_class(cfg.solver._target_).requires_prior
     prior = load_prior(choose_prior(cfg)) if requires_prior else None  # says which file and why
     if prior is not None:
         report_prior(cfg.prior.checkpoint, prior)
@@ -134,9 +135,7 @@ def invert(cfg: DictConfig) -> dict | None:
                                  f"has {len(test_set)} images; lower num_images")
         dataset = Subset(test_set, range(num_images))
     solver = build_solver(cfg, prior, operator)
-    check_init = getattr(getattr(solver, "init", None), "check", None)
-    if check_init is not None:  # e.g. an LI encoder trained for another prior or operator: refuse before any run
-        check_init(prior, operator)
+    solver.check_setup(operator)  # e.g. an LI encoder trained for another prior or operator: refuse before any run
     method = method_name(cfg, requires_prior)
 
     # a test-split subset's sample indices are its positions; a measurement file lists its own

@@ -31,7 +31,10 @@ def init_suffix(solver_target: str, init_name: str) -> str:
     """``-<init>`` for solvers that take an initialisation (generative ones), ``""`` for classical ones."""
     from hydra.utils import get_class
 
-    return f"-{init_name}" if getattr(get_class(solver_target), "requires_prior", False) else ""
+    from solvers.base import Solver
+
+    cls = get_class(solver_target)  # refused with one line by invert.py when it is no Solver
+    return f"-{init_name}" if isinstance(cls, type) and issubclass(cls, Solver) and cls.requires_prior else ""
 
 
 def register_resolvers() -> None:

@@ -97,15 +97,15 @@ def oracle_bound(cfg: DictConfig) -> dict:
     import time
 
     from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import get_class
 
     from common.instantiate import instantiate, instantiate_named
     from common.prior_choice import choose_prior
     from evaluation.report import write_report
     from priors.io import load_prior
+    from solvers.base import solver_class
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    if not getattr(get_class(cfg.solver._target_), "requires_prior", False):
+    if not solver_class(cfg.solver._target_).requires_prior:
         raise UserInputError(f"solver={HydraConfig.get().runtime.choices.solver} uses no generative prior; "
                              f"the oracle bound is for generative solvers (csgm, dpr, ilo, prilo*)")
     for key in ("num_images", "batch_size", "restarts", "oracle.steps"):

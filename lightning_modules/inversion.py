@@ -32,6 +32,7 @@ from common.randomness import per_sample_normal
 from common.runs import claim_run, exit_with_parent, owns_run
 from lightning_modules.image_logging import log_image_grid
 from operators.base import ForwardOperator
+from solvers.base import Solver
 
 PARTS_DIR = "parts"
 RESULTS_CONFIG = "results_config.json"
@@ -166,7 +167,7 @@ class InversionModule(LightningModule):
     from (seed, index)) or ``{"index", "measurement"}`` (file-input mode, no ground truth).
     """
 
-    def __init__(self, solver, operator: ForwardOperator, method: str, seed: int, out_dir: str | Path,
+    def __init__(self, solver: Solver, operator: ForwardOperator, method: str, seed: int, out_dir: str | Path,
                  compute_metrics: bool = True, owner_token: str | None = None):
         super().__init__()
         self.owner_token = owner_token  # parts are written only while the run directory's lock names it
@@ -178,7 +179,7 @@ class InversionModule(LightningModule):
         self.seed = int(seed)
         self.out_dir = Path(out_dir)
         self.compute_metrics = compute_metrics
-        prior = getattr(solver, "prior", None)
+        prior = solver.prior
         # registered so Lightning moves it to the device; frozen, never trained
         self.prior = prior.eval().requires_grad_(False) if prior is not None else None
 

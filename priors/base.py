@@ -23,6 +23,10 @@ from torch import nn
 
 Representation = dict[str, torch.Tensor]
 
+#: roles of representation entries an inversion may optimise (:meth:`LayeredPrior.variable_roles`)
+STATE, LATENT, NOISE = "state", "latent", "noise"
+NOISE_PREFIX = "noise."
+
 
 class LayeredPrior(nn.Module, abc.ABC):
     """Base class of all generative priors."""
@@ -60,6 +64,14 @@ class LayeredPrior(nn.Module, abc.ABC):
     def to_image(self, rep: Representation) -> torch.Tensor:
         """The image carried by a representation at split point k."""
         return rep["state"]
+
+    def variable_roles(self, rep: Representation) -> dict[str, str]:
+        """The entries of ``rep`` an inversion may optimise, each with its role: :data:`STATE` (the
+        activation, z_0 at split 0; a stage's ``radius`` bounds it), :data:`LATENT` (a code the later
+        layers read; ``latent_radius``) or :data:`NOISE` (a noise map ``noise.<j>``; optimised on
+        request). Entries left out stay fixed (e.g. StyleGAN2's running ``"skip"`` image). Solvers
+        declare their variables from this (:mod:`solvers.variables`); here: the activation alone."""
+        return {STATE: STATE}
 
     # -- derived API -------------------------------------------------------------------
     def check_split(self, i: int) -> int:

@@ -25,11 +25,10 @@ from torch.nn import functional as F
 
 from common.checkpoint import read_checkpoint
 from common.errors import UserInputError
-from priors.base import LayeredPrior, Representation
+from priors.base import LATENT, NOISE, NOISE_PREFIX, STATE, LayeredPrior, Representation
 from priors.stylegan2_ops import (ConstantInput, ConvLayer, EqualLinear, PixelNorm, ResBlock, StyledConv, ToRGB,
                                   minibatch_stddev)
 
-NOISE_PREFIX = "noise."
 #: seed of the fixed noise maps of a freshly built generator (overwritten by checkpoints that have them)
 NOISE_SEED = 1234
 #: Gaussianized-W standard deviations are at least this fraction of their mean: a mapping dimension with
@@ -209,6 +208,11 @@ class StyleGAN2Prior(LayeredPrior):
             used = 2 * i + 1
         remaining = {f"{NOISE_PREFIX}{j}": rep[f"{NOISE_PREFIX}{j}"] for j in range(used, self.num_convs)}
         return {"state": x, "latent": latent, "skip": skip, **remaining}
+
+    def variable_roles(self, rep: Representation) -> dict[str, str]:
+        """The feature map (z_0 at split 0), the travelling W+ code and the noise maps still to be read."""
+        roles = {STATE: STATE, **({LATENT: LATENT} if LATENT in rep else {})}
+        return {**roles, **{k: NOISE for k in rep if k.startswith(NOISE_PREFIX)}}
 
     def to_image(self, rep: Representation) -> torch.Tensor:
         """[-1, 1] generator output → [0, 1] (linear, not clamped: gradients stay intact)."""

@@ -26,7 +26,7 @@ from common.randomness import per_sample_normal, sample_generators
 from operators.base import ForwardOperator
 from operators.fourier import FourierPhaseRetrieval
 from operators.gaussian import ComplexGaussianPhaseRetrieval, GaussianPhaseRetrieval
-from solvers.base import SolveResult, select_best_restart
+from solvers.base import SolveResult, Solver, select_best_restart
 
 
 def reduce_restarts(x: torch.Tensor, errors: torch.Tensor, restarts: int) -> tuple[torch.Tensor, ...]:
@@ -36,7 +36,7 @@ def reduce_restarts(x: torch.Tensor, errors: torch.Tensor, restarts: int) -> tup
     return x[keep], errors[keep], failed
 
 
-class _ClassicalSolver:
+class _ClassicalSolver(Solver):
     method = "classical"
     operators: tuple[type[ForwardOperator], ...] = ()
 
@@ -47,10 +47,13 @@ class _ClassicalSolver:
             raise UserInputError(f"restarts must be >= 1, got {restarts}")
         self.iterations, self.restarts = int(iterations), int(restarts)
 
-    def check(self, operator: ForwardOperator, y: torch.Tensor, indices: Sequence[int]) -> None:
+    def check_setup(self, operator: ForwardOperator) -> None:
         if not isinstance(operator, self.operators):
             supported = ", ".join(cls.name for cls in self.operators)
             raise UserInputError(f"{self.method} solves {supported} problems only, not {operator.name}")
+
+    def check(self, operator: ForwardOperator, y: torch.Tensor, indices: Sequence[int]) -> None:
+        self.check_setup(operator)
         operator.check_measurements(y)
         if len(indices) != y.shape[0]:
             raise UserInputError(

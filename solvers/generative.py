@@ -1,4 +1,9 @@
-"""One engine for CSGM, DPR, ILO and PRILO: a stage schedule run on a layered prior.
+"""One engine for CSGM, DPR, ILO, PRILO and mGANprior: a stage schedule run on a layered prior.
+
+A solver says what each stage optimises by a :class:`solvers.variables.Declaration` (:meth:`declare`:
+variables, constraints, the image they render); the engine loop (:meth:`_optimize`) optimises
+whatever is declared. The layered methods here declare the prior's optimisable representation
+entries at a stage's split point; :mod:`solvers.mganprior` declares codes and channel weights.
 
 All restarts of all images run in one batch (image-major: row = image * restarts + restart).
 Each row's variables are separate tensor rows, and Adam/SGD and the l1-ball projection act
@@ -18,21 +23,18 @@ from common.errors import UserInputError
 from common.precision import full, uncached_autocast
 from common.randomness import TableNormal, sample_keys
 from operators.base import ForwardOperator
-from priors.base import LayeredPrior, Representation
-from solvers.base import SolveResult, select_best_restart
+from priors.base import LATENT, NOISE, NOISE_PREFIX, STATE, LayeredPrior, Representation
+from solvers.base import SolveResult, Solver, select_best_restart
 from solvers.initialization import Initialization, RandomInit, random_noise_maps
 from solvers.lr_schedule import lr_factor
-from solvers.projection import L1Ball
 from solvers.regularizers import geocross
 from solvers.schedule import LATENT_KINDS, Stage, parse_schedule
-from solvers.sphere import SphereProjection
-
-NOISE_PREFIX = "noise."
+from solvers.variables import Declaration, Leaves, Variable
 
 
 @dataclass
 class _Position:
-    """Where the optimisation stands: z_0, optionally a representation at ``layer``, noise maps."""
+    """Where a layered solve stands between stages: z_0, optionally a representation at ``layer``, noise maps."""
 
     z0: torch.Tensor
     layer: int = 0
@@ -68,14 +70,14 @@ def _mean_over_finite_rows(values: torch.Tensor) -> torch.Tensor:
     return torch.where(finite, values, 0).sum(1) / finite.sum(1)
 
 
-def _optimizer(kind: str, params: list, lr: float) -> torch.optim.Optimizer:
+def _optimizer(kind: str, groups: list[dict]) -> torch.optim.Optimizer:
     """Adam or SGD, with the fused (one-kernel) update where torch has it for the parameters' device."""
     cls = torch.optim.Adam if kind == "adam" else torch.optim.SGD
-    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    return cls(params, lr=lr, fused=fused or None)
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
+    return cls(groups, fused=fused or None)
 
 
-class GenerativeSolver:
+class GenerativeSolver(Solver):
     """Run ``schedule`` (see :mod:`solvers.schedule`) for every image and restart, keep the lowest error.
 
     ``gradient_noise``: ``{eta, gamma}`` adds u_k ~ N(0, eta / (1 + k)^gamma) to every gradient
@@ -141,6 +143,9 @@ class GenerativeSolver:
         self.noise_init = noise_init
         self.progress = progress
 
+    def check_setup(self, operator: ForwardOperator) -> None:
+        self.init.check(self.prior, operator)
+
     # -- the measurement objective -------------------------------------------------------------
     def _objective(self, x: torch.Tensor, operator: ForwardOperator, y: torch.Tensor):
         """(loss per row, measurement MSE per row)."""
@@ -156,161 +161,172 @@ class GenerativeSolver:
             loss = loss + self.lpips_weight * lpips_loss(pred, y)
         return loss, mse
 
-    # -- rendering from a position ----------------------------------------------------------------
-    def _rep_at_zero(self, z0: torch.Tensor, noise: dict) -> Representation:
-        rep = self.prior.initial_representation(z0)
-        rep.update(noise)
-        return rep
+    # -- what the layered methods optimise (override these four for another parametrisation) ------
+    def start(self, operator: ForwardOperator, y: torch.Tensor, indices: Sequence[int], seed: int) -> _Position:
+        """The position before the first stage: z_0 per (image, restart) from ``init``, the noise maps."""
+        prior, runs = self.prior, self.restarts
+        if self.two_start:
+            z0 = full(self.init(prior, operator, y, indices, seed, runs // 2).to(prior.device))
+            z0 = torch.stack([z0, -z0], dim=1).flatten(0, 1)
+        else:
+            z0 = full(self.init(prior, operator, y, indices, seed, runs).to(prior.device))
+        noise = random_noise_maps(prior, seed, indices, runs) if self.noise_init == "random" else {}
+        return _Position(z0=z0, noise={k: v.to(prior.device) for k, v in noise.items()})
 
-    def _render(self, pos: _Position) -> torch.Tensor:
+    def declare(self, stage: Stage, pos: _Position) -> Declaration:
+        """The stage's variables: the entries of the representation at its split point (0 for latent
+        kinds) that the prior declares optimisable (:meth:`LayeredPrior.variable_roles`), constrained
+        by the stage's options; a back-projection fits z_0 to the representation reached."""
+        layer = stage.layer if stage.kind == "forward" else 0
+        rep = {k: v.detach() for k, v in (self._start_rep(pos, layer) if layer else self._rep_at_zero(pos)).items()}
+        roles = self.prior.variable_roles(rep)
+        names = [k for role in (STATE, LATENT) for k in roles if roles[k] == role]
+        if stage.optimize_noise and stage.kind != "backproject":
+            names += [k for k in roles if roles[k] == NOISE
+                      and (stage.noise_maps is None or int(k[len(NOISE_PREFIX):]) < stage.noise_maps)]
+        radii = {STATE: stage.radius, LATENT: stage.latent_radius}
+        negatable = self.negation_check and stage.kind in LATENT_KINDS
+        variables = [Variable(k, rep.pop(k), radius=radii.get(roles[k]), center=stage.center,
+                              spherical=stage.spherical and (layer == 0 or roles[k] != STATE),
+                              negatable=negatable and roles[k] == STATE) for k in names]
+        n = pos.z0.shape[0]
+        constants = {k: v.expand(n, *v.shape[1:]) for k, v in rep.items()}
+
+        def image(values):
+            return full(self.prior.from_layer(values, layer))
+
+        def finish(done):
+            noise = {**pos.noise, **{k: v for k, v in done.items() if roles[k] == NOISE}}
+            if layer:
+                return _Position(z0=pos.z0, layer=layer, rep={**constants, **done}, noise=noise)
+            return _Position(z0=done[STATE], noise=noise)
+
+        residual = penalty = None
+        if stage.kind == "backproject":
+            target_roles = self.prior.variable_roles(pos.rep)
+            target = {k: full(v.detach()) for k, v in pos.rep.items() if target_roles.get(k) in (STATE, LATENT)}
+
+            def residual(values):
+                reached = self.prior.run(values, 0, stage.layer)
+                return sum((full(reached[t]) - target[t]).flatten(1).pow(2).sum(1) for t in target)
+        elif layer == 0 and self.geocross_weight:
+            def penalty(values):
+                return self.geocross_weight * geocross(values[STATE])
+        return Declaration(variables, image, finish, constants, residual, penalty)
+
+    def render(self, pos: _Position) -> torch.Tensor:
         if pos.rep is None:
-            return self.prior.from_layer(self._rep_at_zero(pos.z0, pos.noise), 0)
+            return self.prior.from_layer(self._rep_at_zero(pos), 0)
         return self.prior.from_layer(pos.rep, pos.layer)
+
+    def latent(self, pos: _Position) -> torch.Tensor | None:
+        """The latent whose image a position renders (None when it renders an extended-range state)."""
+        return pos.z0 if pos.rep is None else None
+
+    def label(self, stage: Stage) -> str:
+        return stage.label
+
+    def _rep_at_zero(self, pos: _Position) -> Representation:
+        rep = self.prior.initial_representation(pos.z0)
+        rep.update(pos.noise)
+        return rep
 
     def _start_rep(self, pos: _Position, layer: int) -> Representation:
         """Representation at ``layer`` to start a forward stage from (ILO: advance the current one)."""
         if pos.rep is not None and pos.layer <= layer:
             return self.prior.run(pos.rep, pos.layer, layer)
-        return self.prior.run(self._rep_at_zero(pos.z0, pos.noise), 0, layer)
+        return self.prior.run(self._rep_at_zero(pos), 0, layer)
 
-    # -- one stage ---------------------------------------------------------------------------
-    def _variables(self, stage: Stage, pos: _Position) -> tuple[dict, dict, Representation]:
-        """(variables name → tensor, their ball {name: (center, radius)}, constant rep parts)."""
-        n = pos.z0.shape[0]
-        if stage.kind == "forward":
-            rep = {k: v.detach() for k, v in self._start_rep(pos, stage.layer).items()}
-            names = ["state"] + (["latent"] if "latent" in rep else [])
-            radii = {"state": stage.radius, "latent": stage.latent_radius}
-        else:
-            rep = {k: v.detach() for k, v in self._rep_at_zero(pos.z0, pos.noise).items()}
-            rep["z0"] = pos.z0.detach()
-            names, radii = ["z0"], {"z0": stage.radius}
-        if stage.optimize_noise and stage.kind != "backproject":
-            names += [k for k in rep if k.startswith(NOISE_PREFIX)
-                      and (stage.noise_maps is None or int(k[len(NOISE_PREFIX):]) < stage.noise_maps)]
-        variables = {}
-        for k in names:
-            v = full(rep.pop(k).detach())  # optimised in float32 even when the prior runs under autocast
-            variables[k] = v.expand(n, *v.shape[1:]).clone().requires_grad_(True)
-        rep = {k: v.expand(n, *v.shape[1:]) for k, v in rep.items()}
-        balls = {}
-        for k in names:
-            r = radii.get(k)
-            if r is not None:
-                center = torch.zeros_like(variables[k]) if stage.center == "zero" else variables[k].detach().clone()
-                balls[k] = L1Ball(center, r)
-        return variables, balls, rep
-
-    def _image(self, stage: Stage, variables: dict, const: Representation) -> torch.Tensor:
-        if stage.kind == "forward":
-            return full(self.prior.from_layer({**const, **variables}, stage.layer))
-        rep = self.prior.initial_representation(variables["z0"])
-        rep.update({k: v for k, v in const.items() if k.startswith(NOISE_PREFIX)})
-        rep.update({k: v for k, v in variables.items() if k.startswith(NOISE_PREFIX)})
-        return full(self.prior.from_layer(rep, 0))
-
-    def _run_stage(self, index: int, stage: Stage, pos: _Position, operator: ForwardOperator, y: torch.Tensor,
-                   keys: torch.Tensor, best: _BestIterate | None) -> list[float]:
-        variables, balls, const = self._variables(stage, pos)
-        target = None
-        if stage.kind == "backproject":
-            target = {k: full(v.detach()) for k, v in pos.rep.items() if k in ("state", "latent")}
-        params = list(variables.values())
-        opt = _optimizer(self.optimizer, params, stage.lr)
-        sphere = SphereProjection([v for k, v in variables.items() if k != "state"]) if stage.spherical else None
-        noises = [TableNormal(keys, v.shape[1:]) for v in params] if self.noise_eta > 0 else []
+    # -- the engine: optimise what a stage declares ----------------------------------------------
+    def _optimize(self, index: int, stage: Stage, decl: Declaration, operator: ForwardOperator, y: torch.Tensor,
+                  keys: torch.Tensor, best: _BestIterate | None) -> tuple[object, list[float]]:
+        """Run ``stage.steps`` steps on the declared variables; (the position after it, its curve)."""
+        leaves = Leaves(decl.variables, y.shape[0])
+        opt = _optimizer(self.optimizer, leaves.param_groups(stage.lr))
+        base_lrs = [group["lr"] for group in opt.param_groups]
+        leaves.start_sphere()
+        noisy = [(j, leaves.values[v.name]) for j, v in enumerate(decl.variables) if v.gradient_noise]
+        noises = [(v, TableNormal(keys, v.shape[1:])) for _, v in noisy] if self.noise_eta > 0 else []
         # each step's window offsets for every variable, hashed once for the stage
         offsets = [noise.offsets([((index * 64 + j) << 24) + k for k in range(stage.steps)])
-                   for j, noise in enumerate(noises)]
+                   for (j, _), (_, noise) in zip(noisy, noises)]
+        negatable = [v.name for v in decl.variables if v.negatable]
         per_row = []  # per step, each row's objective (detached): the curve is reduced after the loop
         for k in range(stage.steps):
-            if self.negation_check and stage.kind in LATENT_KINDS:
-                self._negate_where_better(stage, variables, const, operator, y, opt, balls.get("z0"))
+            if negatable:
+                self._negate_where_better(decl, leaves, negatable, operator, y, opt)
             opt.zero_grad(set_to_none=True)
-            if target is not None:
-                rep = self.prior.to_layer(variables["z0"], stage.layer)
-                loss = sum((full(rep[t]) - target[t]).flatten(1).pow(2).sum(1) for t in target)
+            values = {**decl.constants, **leaves.values}
+            if decl.residual is not None:
+                loss = decl.residual(values)
                 per_row.append(loss.detach())
             else:
-                x = self._image(stage, variables, const)
+                x = decl.image(values)
                 loss, mse = self._objective(x, operator, y)
-                if self.geocross_weight and "z0" in variables:
-                    loss = loss + self.geocross_weight * geocross(variables["z0"])
+                if decl.penalty is not None:
+                    loss = loss + decl.penalty(values)
                 per_row.append(mse.detach())
             loss.sum().backward()
-            if best is not None and target is None:
+            if best is not None and decl.residual is None:
                 best.update(x, mse)
             sigma = (self.noise_eta / (1 + k) ** self.noise_gamma) ** 0.5
-            for v, noise, steps in zip(params, noises, offsets):
+            for (v, noise), steps in zip(noises, offsets):
                 noise.add_(v.grad, steps[k], alpha=sigma)
             if stage.lr_schedule != "constant":
-                opt.param_groups[0]["lr"] = stage.lr * lr_factor(stage.lr_schedule, k / stage.steps)
+                factor = lr_factor(stage.lr_schedule, k / stage.steps)
+                for group, lr in zip(opt.param_groups, base_lrs):
+                    group["lr"] = lr * factor
             opt.step()
-            if sphere is not None:
-                sphere.project_()
-            with torch.no_grad():
-                for name, ball in balls.items():
-                    ball.project_(variables[name])
-        self._update_position(stage, pos, variables, const)
-        return _mean_over_finite_rows(torch.stack(per_row)).tolist() if per_row else []
+            leaves.project_()
+        curve = _mean_over_finite_rows(torch.stack(per_row)).tolist() if per_row else []
+        return decl.finish(leaves.detached()), curve
 
     @torch.no_grad()
-    def _negate_where_better(self, stage, variables, const, operator, y, opt, ball: L1Ball | None) -> None:
-        """DPR's check: z -> -z per row where that lowers the objective; a ball around c moves to -c with it,
-        so that the projection keeps the flipped iterate (||-z - (-c)||_1 = ||z - c||_1)."""
-        z = variables["z0"]
-        both = {**variables, "z0": torch.cat([z, -z])}
-        const2 = {k: torch.cat([v, v]) for k, v in const.items()}
-        loss, _ = self._objective(self._image(stage, both, const2), operator, torch.cat([y, y]))
-        flip = loss[z.shape[0]:] < loss[: z.shape[0]]
-        if bool(flip.any()):
+    def _negate_where_better(self, decl: Declaration, leaves: Leaves, negatable: list[str], operator, y, opt) -> None:
+        """DPR's check: z -> -z per row where that lowers the objective (every other input unchanged);
+        a ball around c moves to -c with it, so that the projection keeps the flipped iterate
+        (||-z - (-c)||_1 = ||z - c||_1)."""
+        rows = y.shape[0]
+        both = {k: torch.cat([v, -v]) if k in negatable else torch.cat([v, v]) for k, v in leaves.values.items()}
+        doubled = {k: torch.cat([v, v]) for k, v in decl.constants.items()}
+        loss, _ = self._objective(decl.image({**doubled, **both}), operator, torch.cat([y, y]))
+        flip = loss[rows:] < loss[:rows]
+        if not bool(flip.any()):
+            return
+        for name in negatable:
+            z = leaves.values[name]
             sign = torch.where(flip, -1.0, 1.0).to(z.dtype).view(-1, *([1] * (z.dim() - 1)))
             z.mul_(sign)
-            if ball is not None:
-                ball.center.mul_(sign)
+            if name in leaves.balls:
+                leaves.balls[name].center.mul_(sign)
             state = opt.state.get(z, {})
             if "exp_avg" in state:  # keep Adam's first moment consistent with the flipped iterate
                 state["exp_avg"].mul_(sign)
 
-    @staticmethod
-    def _update_position(stage: Stage, pos: _Position, variables: dict, const: Representation) -> None:
-        done = {k: v.detach() for k, v in variables.items()}
-        pos.noise.update({k: v for k, v in done.items() if k.startswith(NOISE_PREFIX)})
-        if stage.kind == "forward":
-            pos.rep = {**const, **done}
-            pos.layer = stage.layer
-        else:
-            pos.z0, pos.rep, pos.layer = done["z0"], None, 0
-
     # -- the whole solve ---------------------------------------------------------------------
     def solve(self, operator: ForwardOperator, y: torch.Tensor, indices: Sequence[int], seed: int) -> SolveResult:
-        prior = self.prior
-        device = prior.device
+        device = self.prior.device
         operator = operator.to(device)
         y = y.to(device)
         operator.check_measurements(y)
         runs = self.restarts
-        if self.two_start:
-            z0 = full(self.init(prior, operator, y, indices, seed, runs // 2).to(device))
-            z0 = torch.stack([z0, -z0], dim=1).flatten(0, 1)
-        else:
-            z0 = full(self.init(prior, operator, y, indices, seed, runs).to(device))
+        pos = self.start(operator, y, indices, seed)
         y_runs = y.repeat_interleave(runs, dim=0)
         keys = sample_keys(seed, "gradient_noise", indices, runs, device=device)
-        noise = random_noise_maps(prior, seed, indices, runs) if self.noise_init == "random" else {}
-        pos = _Position(z0=z0, noise={k: v.to(device) for k, v in noise.items()})
         history: dict[str, list[float]] = {}
         best = _BestIterate() if self.select != "final" else None
         last = len(self.stages) - 1
         with torch.enable_grad(), uncached_autocast(device):  # the variables change in place every step
             for i, stage in enumerate(tqdm(self.stages, desc=self.name, leave=False, disable=not self.progress)):
                 tracked = best if self.select == "best" or i == last else None
-                history[f"{i:02d}_{stage.label}"] = self._run_stage(i, stage, pos, operator, y_runs, keys, tracked)
+                pos, history[f"{i:02d}_{self.label(stage)}"] = self._optimize(
+                    i, stage, self.declare(stage, pos), operator, y_runs, keys, tracked)
         with torch.no_grad():  # the last iterate (after its final update) is a candidate too
             final = _BestIterate() if best is None else best
-            x_last = full(self._render(pos))
+            x_last = full(self.render(pos))
             final.update(x_last, operator.measurement_error(x_last, y_runs))
         pick = select_best_restart(final.err, runs)
         err = final.err[pick]
+        latent = self.latent(pos) if best is None else None
         return SolveResult(x=final.x[pick].clamp(0, 1), measurement_error=err, failed=~torch.isfinite(err),
-                           latent=pos.z0[pick] if pos.rep is None and best is None else None, history=history)
+                           latent=None if latent is None else latent[pick], history=history)

@@ -23,6 +23,9 @@ from priors.base import LayeredPrior
 class Initialization:
     name = "init"
 
+    def check(self, prior: LayeredPrior, operator: ForwardOperator) -> None:
+        """Refuse (one line) a prior or operator this initialisation was not made for (any, by default)."""
+
     def __call__(self, prior: LayeredPrior, operator: ForwardOperator, y: torch.Tensor, indices: Sequence[int],
                  seed: int, restarts: int) -> torch.Tensor:
         raise NotImplementedError

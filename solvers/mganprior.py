@@ -2,8 +2,9 @@
 
 x̂ = g1(Σ_k g0(z^k) ⊙ α_k), G = g1 ∘ g0 split at ``layer``, α_k ∈ R^{C_layer} one weight per channel of
 code k; the codes and the α are optimised jointly on the measurement loss (MSE, optional LPIPS
-weight) for every image × restart row of the batch. The codes of a row travel as N consecutive
-batch rows through g0 (:mod:`priors.multicode`).
+weight) for every image × restart row of the batch, by the generative engine: the solver declares
+codes and α as its optimisation variables (:meth:`MultiCodeSolver.declare`). The codes of a row travel
+as N consecutive batch rows through g0 (:mod:`priors.multicode`).
 
 Initialisation (per (seed, index, restart) like every solver): the first code comes from the
 solver's ``init`` (``random`` or ``mii``), the others from their own random streams
@@ -15,25 +16,40 @@ and ``optimize_alpha: false`` this is CSGM exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from omegaconf import OmegaConf
-from tqdm.auto import tqdm
 
 from common.errors import UserInputError
+from common.precision import full
 from common.randomness import sample_seed
 from operators.base import ForwardOperator
 from priors.base import LayeredPrior
 from priors.multicode import check_multicode, combine_codes
-from solvers.base import SolveResult, select_best_restart
-from solvers.generative import GenerativeSolver, _BestIterate, _mean_over_finite_rows, _optimizer
+from solvers.generative import GenerativeSolver
 from solvers.initialization import Initialization, RandomInit
+from solvers.schedule import Stage
+from solvers.variables import Declaration, Variable
 
 CODES_INITS = ("independent", "shared")
+CODES, ALPHA = "codes", "alpha"
+
+
+@dataclass
+class _Codes:
+    """Where an mGANprior solve stands: codes (rows, N, *latent) and channel weights (rows, N, C)."""
+
+    codes: torch.Tensor
+    alpha: torch.Tensor
 
 
 class MultiCodeSolver(GenerativeSolver):
-    """mGANprior: ``num_codes`` codes and their channel weights at split point ``layer``, ``steps`` steps at ``lr``."""
+    """mGANprior: ``num_codes`` codes and their channel weights at split point ``layer``, ``steps`` steps at ``lr``.
+
+    One stage on the generative engine (restarts, selection, batching, per-(seed, index) randomness
+    as for every generative solver), declaring the codes and α as its variables.
+    """
 
     def __init__(self, prior: LayeredPrior, num_codes: int = 20, layer: int = 4, steps: int = 2500, lr: float = 1.0,
                  optimizer: str = "sgd", init: Initialization | None = None, restarts: int = 1,
@@ -91,40 +107,38 @@ class MultiCodeSolver(GenerativeSolver):
                       for k in range(1, self.num_codes)]
         return torch.stack([first, *others], dim=1)
 
-    def render(self, codes: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    def image(self, codes: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """g1(Σ_k g0(z^k) ⊙ α_k) for codes (rows, N, *latent) and α (rows, N, C)."""
         rep = self.prior.to_layer(codes.flatten(0, 1), self.layer)
         return self.prior.from_layer(combine_codes(rep, alpha), self.layer)
 
-    # -- the solve -------------------------------------------------------------------------------
-    def solve(self, operator: ForwardOperator, y: torch.Tensor, indices: Sequence[int], seed: int) -> SolveResult:
-        device = self.prior.device
-        operator = operator.to(device)
-        y = y.to(device)
-        operator.check_measurements(y)
-        codes = self.initial_codes(operator, y, indices, seed).to(device)
-        alpha = self.alpha0.to(device).expand(codes.shape[0], -1, -1).clone()
-        y_runs = y.repeat_interleave(self.restarts, dim=0)
-        params = [codes.requires_grad_(True)] + ([alpha.requires_grad_(True)] if self.optimize_alpha else [])
-        opt = _optimizer(self.optimizer, params, self.lr)
-        best = _BestIterate() if self.select == "best" else None
-        per_row = []
-        with torch.enable_grad():
-            for _ in tqdm(range(self.steps), desc=self.name, leave=False, disable=not self.progress):
-                opt.zero_grad(set_to_none=True)
-                x = self.render(codes, alpha)
-                loss, mse = self._objective(x, operator, y_runs)
-                per_row.append(mse.detach())
-                loss.sum().backward()
-                if best is not None:
-                    best.update(x, mse)
-                opt.step()
-        with torch.no_grad():  # the last iterate (after its final update) is a candidate too
-            final = _BestIterate() if best is None else best
-            x_last = self.render(codes, alpha)
-            final.update(x_last, operator.measurement_error(x_last, y_runs))
-        pick = select_best_restart(final.err, self.restarts)
-        err = final.err[pick]
-        history = {f"00_{self.name}@{self.layer}": _mean_over_finite_rows(torch.stack(per_row)).tolist()}
-        return SolveResult(x=final.x[pick].clamp(0, 1), measurement_error=err, failed=~torch.isfinite(err),
-                           latent=None, history=history)
+    # -- what the engine optimises ---------------------------------------------------------------
+    def start(self, operator: ForwardOperator, y: torch.Tensor, indices: Sequence[int], seed: int) -> _Codes:
+        codes = self.initial_codes(operator, y, indices, seed).to(self.prior.device)
+        return _Codes(codes, self.alpha0.to(codes.device).expand(codes.shape[0], -1, -1).clone())
+
+    def declare(self, stage: Stage, pos: _Codes) -> Declaration:
+        """The codes, and the channel weights unless ``optimize_alpha`` is off (then they stay fixed)."""
+        variables = [Variable(CODES, pos.codes)]
+        constants = {}
+        if self.optimize_alpha:
+            variables.append(Variable(ALPHA, pos.alpha))
+        else:
+            constants[ALPHA] = pos.alpha
+
+        def image(values):
+            return full(self.image(values[CODES], values[ALPHA]))
+
+        def finish(done):
+            return _Codes(done[CODES], done.get(ALPHA, pos.alpha))
+
+        return Declaration(variables, image, finish, constants)
+
+    def render(self, pos: _Codes) -> torch.Tensor:
+        return self.image(pos.codes, pos.alpha)
+
+    def latent(self, pos: _Codes) -> None:
+        return None  # N codes, no single latent renders the image
+
+    def label(self, stage: Stage) -> str:
+        return f"{self.name}@{self.layer}"

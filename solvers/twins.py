@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from common.errors import UserInputError
 from evaluation.alignment import FourierAlignment, apply_alignment
-from solvers.base import SolveResult
+from solvers.base import SolveResult, Solver
 
 RULES = ("none", "centre", "centre_elbo", "centre_recon")
 #: rules that choose the flip with the VAE prior (need its encoder)
@@ -103,7 +103,7 @@ def select_twins(x: torch.Tensor, rule: str, prior=None, centre: Sequence[float]
     return torch.where(keep_flip.to(x.device)[:, None, None, None], flipped, plain)
 
 
-class TwinSelection:
+class TwinSelection(Solver):
     """A solver whose Fourier phase retrieval results are replaced by the twin ``rule`` keeps.
 
     Only for Fourier magnitudes without oversampling (elsewhere shifts and flips change the
@@ -119,6 +119,15 @@ class TwinSelection:
             raise UserInputError(f"twin_selection.centre must be [row, col] or null, got {list(centre)}")
         self.solver, self.rule = solver, rule
         self.centre = None if centre is None else [float(c) for c in centre]
+
+    requires_prior = True
+
+    @property
+    def prior(self):
+        return self.solver.prior
+
+    def check_setup(self, operator) -> None:
+        self.solver.check_setup(operator)
 
     def __getattr__(self, name):
         if "solver" not in self.__dict__:  # during unpickling (DDP spawn): no wrapped solver yet

@@ -96,8 +96,8 @@ def test_noise_maps_limit_which_maps_are_optimised(prior):
                              {"kind": "forward", "layer": 1, "steps": 1, "lr": 0.1, "optimize_noise": True}])
     solver = GenerativeSolver(prior, [{"kind": "init", "steps": 1, "lr": 0.1}])
     pos = _Position(z0=prior.sample_latent(1))
-    names = [sorted(solver._variables(stage, pos)[0]) for stage in stages]
-    assert names[0] == ["noise.0", "noise.1", "noise.2", "z0"]
+    names = [sorted(v.name for v in solver.declare(stage, pos).variables) for stage in stages]
+    assert names[0] == ["noise.0", "noise.1", "noise.2", "state"]  # z_0 is the state at split 0
     assert names[1] == ["latent", "noise.1", "noise.2", "noise.3", "noise.4", "state"]  # noise.0 is read before
     assert names[2] == ["latent"] + [f"noise.{j}" for j in range(1, prior.num_convs)] + ["state"]
 

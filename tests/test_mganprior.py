@@ -57,7 +57,7 @@ def test_mganprior_fits_the_measurements_for_every_operator(prior, truth, operat
     solver = mgan(prior)
     codes = solver.initial_codes(op, y, [0, 1, 2], seed=3)
     with torch.no_grad():
-        start = op.measurement_error(solver.render(codes, solver.alpha0.expand(6, -1, -1)), y.repeat_interleave(2, 0))
+        start = op.measurement_error(solver.image(codes, solver.alpha0.expand(6, -1, -1)), y.repeat_interleave(2, 0))
     result = solver.solve(op, y, [0, 1, 2], seed=3)
     assert result.x.shape == truth.shape and 0 <= result.x.min() and result.x.max() <= 1 and not result.failed.any()
     assert torch.allclose(result.measurement_error, op.measurement_error(result.x, y), rtol=1e-3, atol=1e-7)
@@ -82,7 +82,7 @@ def test_gradients_reach_the_channel_weights_and_codes(prior, truth):
     solver = mgan(prior)
     codes = solver.initial_codes(op, y[::2], [0, 1, 2], seed=3).requires_grad_(True)
     alpha = solver.alpha0.expand(6, -1, -1).clone().requires_grad_(True)
-    loss, _ = solver._objective(solver.render(codes, alpha), op, y)
+    loss, _ = solver._objective(solver.image(codes, alpha), op, y)
     loss.sum().backward()
     channels = prior.to_layer(prior.sample_latent(1), 2)["state"].shape[1]
     assert alpha.shape == (6, 4, channels) and alpha.grad.abs().sum(2).min() > 0  # every code's weights move
