@@ -97,6 +97,8 @@ def invert(cfg: DictConfig) -> dict | None:
     from operators.measurement_file import load_measurement_file
     from priors.io import load_prior
 
+    if cfg.get("experiment_driver"):  # a preset whose ground truths invert.py cannot load (conf/experiment/dpr_fig2.yaml)
+        raise UserInputError(f"this experiment preset does not run through invert.py; run `{cfg.experiment_driver}`")
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     check_seed(cfg.seed)
     quiet_frameworks()
