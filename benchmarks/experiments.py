@@ -199,8 +199,8 @@ def dpr_fig2(args) -> Experiment:
         c = curves.setdefault(r["label"], {"x": [], "y": [], "yerr": [[], []]})
         c["x"].append(r["ratio"])
         c["y"].append(r["success_rate"])
-        c["yerr"][0].append(r["success_rate"] - r["success_ci95"][0])
-        c["yerr"][1].append(r["success_ci95"][1] - r["success_rate"])
+        c["yerr"][0].append(max(0.0, r["success_rate"] - r["success_ci95"][0]))  # rounding at rates 0 and 1
+        c["yerr"][1].append(max(0.0, r["success_ci95"][1] - r["success_rate"]))
     plot_curves(curves, exp.out_path().with_suffix(".png"), "m / n (n = 1000)",
                 "success rate (rel. error ≤ 1e-3)", f"DPR fig. 2: k=10 ReLU generator, {instances} instances, 95% Wilson CI")
     lines = ["| m/n | m | DPR with negation check | DPR without | paper |", "|---|---|---|---|---|"]
@@ -219,6 +219,7 @@ def _measurement_sweep(exp: Experiment, methods: dict[str, list[str]], operators
     cfg0 = exp.config(f"prior.checkpoint={prior_path}")
     x, indices = test_images(_data_choice(exp.name), args.images or cfg0.num_images, **_data_overrides(cfg0))
     prior = exp.prior(prior_path)
+    operators = operators[:1] if args.quick else operators
     for op in operators:
         for m in _axis(ms, args.quick, args.axis):
             for label, overrides in methods.items():
@@ -333,15 +334,17 @@ def prilo_table1(args) -> Experiment:
     out = Path(args.out or f"outputs/experiments/{name}")
     cfg0 = exp.config()
     images = args.images or cfg0.num_images
-    quick = ["solver.schedule=[{kind:init,steps:2,lr:0.1,radius:null}]", "init.num_candidates=8"] if args.quick else []
+    if args.step_fraction != 1 and not args.quick:
+        raise UserInputError("prilo_table1 runs invert.py rows: shorten them with --override (e.g. "
+                             "solver.schedule.0.steps=N), not --step-fraction")
+    quick_rows = {"ER": ["solver.iterations=2"], "DPR": ["solver.schedule=[{kind:init,steps:2,lr:0.1,radius:null}]"]}
     for row, (entry, overrides) in rows.items():
-        if args.quick and row not in ("DPR", "ER"):
+        if args.quick and row not in quick_rows:
             continue
         command = [sys.executable, *(["-m", entry] if not entry.endswith(".py") else [str(ROOT / entry)]),
                    f"+experiment={name}", *overrides, f"num_images={images}", f"hydra.run.dir={out / folder(row)}",
                    "logger=csv", "trainer.enable_progress_bar=false", *args.override,
-                   *([f"prior.checkpoint={args.prior}"] if args.prior else []),
-                   *(quick if row == "DPR" else ["solver.iterations=2"] if args.quick else [])]
+                   *([f"prior.checkpoint={args.prior}"] if args.prior else []), *(quick_rows[row] if args.quick else [])]
         print(f"== {row}: {' '.join(command[1:])}", flush=True)
         subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": "offline"})
     per_row = {row: image_rows(out / folder(row)) for row in rows}
