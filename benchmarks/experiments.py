@@ -349,6 +349,8 @@ def prilo_table1(args) -> Experiment:
         subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": "offline"})
     per_row = {row: image_rows(out / folder(row)) for row in rows}
     per_row = {row: r for row, r in per_row.items() if r}
+    if not per_row:
+        raise UserInputError(f"no finished row in {out}")
     common = sorted(set.intersection(*(set(r) for r in per_row.values())))
     collected = {}
     for row, images_done in per_row.items():
