@@ -16,7 +16,7 @@ from operators import GaussianPhaseRetrieval
 from priors.random_relu import RandomReLUGenerator
 from solvers.generative import GenerativeSolver
 from solvers.initialization import RandomInit
-from tests.cli import run_cli, tiny_vae_prior
+from tests.cli import tiny_vae_prior
 
 PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
@@ -86,12 +86,6 @@ def test_dpr_recovers_a_random_relu_signal_from_enough_measurements():
                               restarts=2, negation_check=True)
     err = relative_error(solver.solve(op, op(x), [0, 1], seed=0).x, x)
     assert (err <= 1e-3).all(), err
-
-
-def test_invert_refuses_the_driver_only_preset(tmp_path):
-    proc = run_cli("invert.py", "+experiment=dpr_fig2", f"hydra.run.dir={tmp_path / 'run'}", "logger=csv")
-    assert proc.returncode == 2 and "benchmarks/experiments.py dpr_fig2" in proc.stderr
-    assert proc.stderr.strip().count("\n") == 0
 
 
 @pytest.mark.slow
