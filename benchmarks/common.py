@@ -1,6 +1,7 @@
 """Shared pieces of the benchmark scripts: composing the project's configs, test images, saving figures."""
 from __future__ import annotations
 
+import math
 import platform
 import time
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from common.atomic import write_json
+from common.atomic import atomic_open, write_json
 from common.cli import CONF_DIR
 from common.errors import UserInputError
 
@@ -64,5 +65,83 @@ def save_results(name: str, payload: dict) -> Path:
                platform.machine(), "torch_threads": torch.get_num_threads(), "run_seconds": run_seconds(), **payload}
     path = RESULTS_DIR / f"{name}.json"
     write_json(path, payload)
+    print(f"saved {path}")
+    return path
+
+
+# -- experiment presets (conf/experiment) ------------------------------------------------------------------
+
+def compose_experiment(name: str, *overrides: str, with_hydra: bool = False):
+    """The resolved ``invert`` config of ``python invert.py +experiment=NAME *overrides`` (``with_hydra``:
+    with the ``hydra`` node, for the preset's sweep)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="invert", overrides=[f"+experiment={name}", *overrides],
+                       return_hydra_config=with_hydra)
+
+
+def experiment_sweep(name: str) -> dict[str, list[str]]:
+    """The preset's multirun sweep (``hydra.sweeper.params``) as key → list of values (override strings)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = compose_experiment(name, with_hydra=True).hydra.sweeper.params or {}
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return {o.key_or_group if not o.is_add() else f"+{o.key_or_group}": list(o.sweep_string_iterator())
+            if o.is_sweep_override() else [o.get_value_element_as_str()] for o in parsed}
+
+
+def scale_steps(solver_cfg, fraction: float) -> None:
+    """Every configured step count of a solver config (schedule stages, ``iterations``, ``steps``) times
+    ``fraction``, at least 1: ``--step-fraction`` of the experiment driver (1 = the preset as configured)."""
+    from omegaconf import DictConfig, ListConfig
+
+    def scale(node):
+        if isinstance(node, DictConfig):
+            for key in list(node.keys()):
+                if key in ("steps", "iterations") and isinstance(node[key], int):
+                    node[key] = max(1, round(node[key] * fraction))
+                else:
+                    scale(node[key])
+        elif isinstance(node, ListConfig):
+            for item in node:
+                scale(item)
+
+    if fraction != 1:
+        scale(solver_cfg)
+
+
+def wilson_ci95(successes: int, trials: int) -> tuple[float, float, float]:
+    """Success rate and its 95% Wilson score interval (lower, upper): exact-enough for small counts and rates of 0 or 1."""
+    if trials < 1:
+        return math.nan, math.nan, math.nan
+    z, p = 1.959963984540054, successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def plot_curves(curves: dict[str, dict[str, list]], path: Path, xlabel: str, ylabel: str, title: str = "",
+                logx: bool = False) -> Path:
+    """One panel: per label an error-bar curve from ``{"x", "y", "yerr"}`` (yerr: 95% CI half-widths, or
+    a pair of lists lower/upper distances); PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, c in curves.items():
+        ax.errorbar(c["x"], c["y"], yerr=c["yerr"], marker="o", markersize=3, capsize=3, label=label)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
     print(f"saved {path}")
     return path

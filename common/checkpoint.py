@@ -34,6 +34,7 @@ BUILDABLE: dict[str, tuple[str, ...]] = {
         "priors.stylegan2.StyleGAN2Prior",
         "priors.pggan.PGGANPrior",
         "priors.dcgan.DCGANPrior",
+        "priors.random_relu.RandomReLUGenerator",
     ),
     "encoder": (
         "priors.encoders.MLPEncoder",

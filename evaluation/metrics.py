@@ -36,6 +36,14 @@ def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1 / mse.clamp_min(_MSE_FLOOR))
 
 
+def relative_error(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per sample ‖x̂ − x‖₂ / ‖x‖₂ (DPR's success measure for synthetic signals: success when ≤ 1e-3)."""
+    if x_hat.shape != x.shape:
+        raise ValueError(f"expected two batches of the same shape, got {tuple(x_hat.shape)} and {tuple(x.shape)}")
+    x_hat, x = x_hat.detach().double(), x.detach().double().to(x_hat.device)
+    return ((x_hat - x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1).clamp_min(1e-30)).float()
+
+
 def _gaussian_window(size: int = SSIM_WINDOW, sigma: float = 1.5) -> torch.Tensor:
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-coords**2 / (2 * sigma**2))

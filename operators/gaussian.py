@@ -94,6 +94,42 @@ class GaussianPhaseRetrieval(_GaussianMatrix, PhaseRetrievalOperator):
         self._init_matrix(m, ratio)
 
 
+class GaussianPhaseRetrievalBank(GaussianPhaseRetrieval):
+    """``instances`` = I independent real Gaussian phase-retrieval operators in one, so that I random
+    instances (DPR figure 2) are solved in one batch: batch row b is measured by A_{b mod I}, where A_i
+    is the matrix of ``GaussianPhaseRetrieval(seed=seed + i)`` (batches must be multiples of I)."""
+
+    name = "gaussian_pr_bank"
+
+    def __init__(self, input_shape, instances: int, m: int | None = None, ratio: float | None = None,
+                 noise_std: float = 0.0, seed: int = 0):
+        if isinstance(instances, bool) or not isinstance(instances, int) or instances < 1:
+            raise UserInputError(f"instances must be a positive integer, got {instances!r}")
+        super().__init__(input_shape, m, ratio, noise_std, seed)
+        self.instances = instances
+        self.A = torch.stack([GaussianPhaseRetrieval(input_shape, m, ratio, seed=seed + i).A
+                              for i in range(instances)])  # (I, m, n)
+
+    def _rows(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if v.shape[0] % self.instances:
+            raise ValueError(f"a batch of {v.shape[0]} rows does not split over {self.instances} operator instances")
+        return v.reshape(-1, self.instances, v.shape[-1]), buffer_like(self.A, v)
+
+    def linear(self, x: torch.Tensor) -> torch.Tensor:
+        rows, a = self._rows(x.flatten(1))
+        return torch.einsum("rin,imn->rim", rows, a).reshape(x.shape[0], self.m)
+
+    def adjoint(self, z: torch.Tensor) -> torch.Tensor:
+        rows, a = self._rows(z.real)
+        return torch.einsum("rim,imn->rin", rows, a).reshape(z.shape[0], *self.input_shape)
+
+    def squared_norm(self) -> torch.Tensor:
+        raise NotImplementedError("a bank of operators has no single matrix norm")
+
+    def spec(self) -> dict:
+        return {**super().spec(), "instances": self.instances}
+
+
 class ComplexGaussianPhaseRetrieval(GaussianPhaseRetrieval):
     """y = |A x|, A complex with real and imaginary parts N(0, 1/(2m)) each (PRILO eq. 12)."""
 

@@ -121,6 +121,8 @@ CASES: list[Case] = [
          "steps must be a positive integer", "negative steps"),
     Case("invert", ("prior.checkpoint={prior}", "operator=gaussian_pr", "operator.m=0"),
          "m must be a positive integer number of measurements", "a bad measurement count (m wins over ratio)"),
+    Case("invert", ("+experiment=dpr_fig2",), "does not run through invert.py",
+         "a preset that only its driver runs (generated ground truths)"),
     # -- measurement files ------------------------------------------------------------------------------------
     Case("invert", ("prior.checkpoint={prior}", "measurements={duplicates}"), "duplicate sample indices",
          "repeated indices in a measurement file"),

@@ -1,0 +1,490 @@
+"""The method papers' experiments as runs of the presets in conf/experiment, one subcommand each:
+
+    python benchmarks/experiments.py dpr_fig2                # DPR fig. 2: success rate vs m/n, random ReLU generator
+    python benchmarks/experiments.py prilo_fig3              # PRILO fig. 3: real/complex Gaussian PR vs m (MNIST VAE)
+    python benchmarks/experiments.py dpr_fig3                # DPR fig. 3: Gaussian PR vs m, DPR's latent-20 VAE
+    python benchmarks/experiments.py prilo_table3            # PRILO table 3 rows (ablations x MII / LI), Fourier PR
+    python benchmarks/experiments.py prilo_table1 --dataset fmnist   # PRILO table 1 column (invert.py rows + oracle bound)
+    python benchmarks/experiments.py ilo_small               # ILO section 4: CSGM vs ILO, four tasks, ratio sweeps
+    python benchmarks/experiments.py rtil_figs               # RTIL figs. 4-5: vanilla vs RTIL DCGAN, then ILO
+
+Every subcommand composes its preset exactly as ``python invert.py +experiment=NAME`` does, with the
+sweep of the preset's ``hydra.sweeper.params`` (or the per-task ratio axes below), solves the first
+``--images`` test images (dpr_fig2: random instances) and writes benchmarks/results/<name>.json, a
+PNG plot with 95% confidence intervals beside it, and prints a markdown table with the paper's
+numbers where the paper prints them. ``--step-fraction`` scales every configured step count (1 = the
+preset's schedules, the papers' scale); a GPU rerun at the paper's scale changes only ``--images``.
+``--quick`` (2 images or instances, 1% of the steps, one point per curve) only checks that the
+pipeline runs; its outputs go to the system temp folder. Nothing here tunes anything: reported
+numbers are on the test split (dpr_fig2: instance seeds 0..N-1); settings are the presets'.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import (RESULTS_DIR, compose_experiment, experiment_sweep, plot_curves,  # noqa: E402
+                               save_results, scale_steps, test_images, wilson_ci95)
+from common.atomic import write_json  # noqa: E402
+from common.errors import UserInputError, exit_on_user_error  # noqa: E402
+from evaluation.report import mean_ci95  # noqa: E402
+
+#: PRILO table 1 (1024 test images, 4 restarts): PSNR, SSIM per dataset and row
+PAPER_TABLE1 = {
+    "mnist": {"ER": (15.1826, 0.5504), "HIO": (23.4627, 0.5274), "DPR": (23.9871, 0.9005),
+              "PRILO (paper rule)": (42.7584, 0.9843), "PRILO-MII (paper rule)": (43.9541, 0.9949)},
+    "fmnist": {"ER": (12.7002, 0.3971), "HIO": (12.9530, 0.4019), "DPR": (18.8657, 0.6846),
+               "PRILO (paper rule)": (20.2087, 0.7133), "PRILO-MII (paper rule)": (21.4836, 0.7560)},
+}
+#: PRILO table 3 (StyleGAN on CelebA, 1024 images): the structure; ours is the MNIST VAE
+PAPER_TABLE3 = {"li/full": (23.3378, 0.7247), "li/only_init": (16.9070, 0.4777), "li/only_a": (23.0097, 0.7108),
+                "li/a_and_b": (22.9109, 0.7063), "li/no_ball": (22.8192, 0.6974),
+                "mii/full": (21.4223, 0.6358), "mii/only_init": (15.0566, 0.3565), "mii/only_a": (20.1736, 0.5861),
+                "mii/a_and_b": (19.9409, 0.5719), "mii/no_ball": (19.8461, 0.5540)}
+#: ILO / RTIL task axes: operator → (its ratio key, values, axis label)
+TASK_AXES = {
+    "cs_circulant": ("operator.ratio", [0.02, 0.05, 0.1, 0.25], "m / n"),
+    "cs_gaussian": ("operator.ratio", [0.02, 0.05, 0.1, 0.25], "m / n"),
+    "inpainting": ("operator.observed_ratio", [0.05, 0.1, 0.2, 0.4], "observed fraction"),
+    "super_resolution": ("operator.factor", [4, 2], "downsampling factor"),
+    "denoising": ("operator.noise_std", [0.2, 0.1, 0.05], "noise std"),
+}
+
+
+# -- shared machinery -----------------------------------------------------------------------------------------
+
+class Experiment:
+    """One subcommand's run: composes points of a preset, caches priors, solves, collects rows, saves."""
+
+    def __init__(self, name: str, args):
+        self.name, self.args, self.rows, self.started = name, args, [], time.perf_counter()
+        self.priors: dict[str, torch.nn.Module] = {}
+        self.data_overrides: list[str] = []  # e.g. data=prior_samples: the shape of the prior sampled
+
+    def config(self, *overrides: str):
+        cfg = compose_experiment(self.name, *self.data_overrides, *self.args.override, *overrides)
+        scale_steps(cfg.solver, self.args.step_fraction)
+        return cfg
+
+    def prior(self, path: str):
+        from priors.io import load_prior
+
+        if path not in self.priors:
+            self.priors[path] = load_prior(path).eval().requires_grad_(False)
+        return self.priors[path]
+
+    def solve(self, cfg, x: torch.Tensor, indices, prior=None, seed: int = 0):
+        """(reconstructions, measurement errors, seconds per image) of the configured solver on x."""
+        from common.instantiate import instantiate
+        from invert import build_solver
+
+        operator = instantiate(cfg.operator)
+        solver = build_solver(cfg, prior, operator)
+        start = time.perf_counter()
+        result = solver.solve(operator, operator(x), list(indices), seed=seed)
+        return result.x, result.measurement_error, (time.perf_counter() - start) / len(x)
+
+    def image_row(self, label: str, point: dict, x_hat, x, error, seconds, aligned: bool = False) -> dict:
+        """Mean ± 95% CI of PSNR / SSIM (and LPIPS from 31 px, MSE, oracle-aligned PSNR/SSIM for Fourier)."""
+        from evaluation.alignment import align_to_reference
+        from evaluation.metrics import image_metrics
+
+        metrics = image_metrics(x_hat, x, lpips_net="alex" if min(x.shape[-2:]) >= 31 else None)
+        metrics["mse"] = (x_hat.clamp(0, 1) - x).pow(2).flatten(1).mean(1)
+        if aligned:
+            moved = align_to_reference(x_hat, x)
+            metrics.update({f"{k}_aligned": v for k, v in image_metrics(moved, x, lpips_net=None).items()
+                            if k in ("psnr", "ssim")})
+        row = {"label": label, **point, "images": len(x), "seconds_per_image": seconds,
+               "measurement_error_mean": float(error.mean())}
+        for key, values in metrics.items():
+            row[f"{key}_mean"], row[f"{key}_ci95"] = mean_ci95(values.tolist())
+        return self.add(row)
+
+    def add(self, row: dict) -> dict:
+        self.rows.append(row)
+        shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()
+                 if k.endswith("_mean") or k in ("label", "success_rate") or k in row.get("axis", ())}
+        print(" ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
+        self.save(complete=False)  # rows so far, in case the run is stopped
+        return row
+
+    def out_path(self) -> Path:
+        return Path(tempfile.gettempdir()) / f"{self.name}_quick.json" if self.args.quick else RESULTS_DIR / f"{self.name}.json"
+
+    def save(self, complete: bool, **extra) -> Path:
+        payload = {"experiment": self.name, "argv": sys.argv[1:], "images": self.args.images,
+                   "step_fraction": self.args.step_fraction, "overrides": self.args.override, "quick": self.args.quick,
+                   "complete": complete, "wall_seconds": time.perf_counter() - self.started, "rows": self.rows, **extra}
+        if self.args.quick or not complete:  # quick runs and partial progress: not a published result
+            self.out_path().parent.mkdir(parents=True, exist_ok=True)
+            return write_json(self.out_path(), payload)
+        return save_results(self.name, payload)
+
+    def curves(self, rows, x_key: str, y_key: str) -> dict:
+        out: dict[str, dict] = {}
+        for r in rows:
+            c = out.setdefault(r["label"], {"x": [], "y": [], "yerr": []})
+            c["x"].append(float(r[x_key]))
+            c["y"].append(r[f"{y_key}_mean"])
+            c["yerr"].append(r[f"{y_key}_ci95"])
+        return out
+
+
+def _pm(row: dict, key: str, fmt: str) -> str:
+    m, c = row.get(f"{key}_mean"), row.get(f"{key}_ci95")
+    if m is None or m != m:
+        return "–"
+    return f"{m:{fmt}}" if c is None or c != c else f"{m:{fmt}} ± {c:{fmt}}"
+
+
+def _axis(values: list, quick: bool, chosen: list[str] | None = None) -> list:
+    """The swept values: ``--axis`` (a subset chosen to fit a budget), else the preset's; --quick: the last."""
+    if chosen:
+        unknown = [v for v in chosen if v not in values]
+        if unknown:
+            raise UserInputError(f"--axis {' '.join(unknown)}: not among the preset's values {', '.join(values)}")
+        values = chosen
+    return values[-1:] if quick else values
+
+
+# -- DPR figure 2 ---------------------------------------------------------------------------------------------
+
+def dpr_fig2(args) -> Experiment:
+    """All instances of a point in one batch: instance i = (A of seed i, generator of seed i, z0 row i)."""
+    from common.instantiate import instantiate
+    from evaluation.metrics import relative_error
+    from invert import build_solver
+    from operators.gaussian import GaussianPhaseRetrievalBank
+
+    exp = Experiment("dpr_fig2", args)
+    sweep = experiment_sweep(exp.name)
+    ratios, checks = _axis(sweep["operator.ratio"], args.quick, args.axis), sweep["solver.negation_check"]
+    instances = args.images or exp.config().num_images
+    for ratio in ratios:
+        for check in checks:
+            cfg = exp.config(f"operator.ratio={ratio}", f"solver.negation_check={check}")
+            prior = instantiate(cfg.generator, seed=0, instances=instances).requires_grad_(False)
+            operator = GaussianPhaseRetrievalBank(tuple(cfg.operator.input_shape), instances, cfg.operator.m,
+                                                  cfg.operator.ratio, cfg.operator.noise_std, seed=0)
+            x = prior(prior.sample_latent(instances, generator=torch.Generator().manual_seed(0)))
+            start = time.perf_counter()
+            result = build_solver(cfg, prior, operator).solve(operator, operator(x), list(range(instances)), seed=0)
+            errors = relative_error(result.x, x).tolist()
+            wins = sum(e <= cfg.success_threshold for e in errors)
+            rate, low, high = wilson_ci95(wins, instances)
+            exp.add({"label": f"DPR, negation check {'on' if check == 'True' else 'off'}", "ratio": float(ratio),
+                     "m": operator.m, "negation_check": check == "True", "instances": instances, "successes": wins,
+                     "success_rate": rate, "success_ci95": [low, high], "relative_errors": errors,
+                     "seconds_per_instance": (time.perf_counter() - start) / instances, "axis": ["ratio"]})
+    curves = {}
+    for r in exp.rows:
+        c = curves.setdefault(r["label"], {"x": [], "y": [], "yerr": [[], []]})
+        c["x"].append(r["ratio"])
+        c["y"].append(r["success_rate"])
+        c["yerr"][0].append(max(0.0, r["success_rate"] - r["success_ci95"][0]))  # rounding at rates 0 and 1
+        c["yerr"][1].append(max(0.0, r["success_ci95"][1] - r["success_rate"]))
+    plot_curves(curves, exp.out_path().with_suffix(".png"), "m / n (n = 1000)",
+                "success rate (rel. error ≤ 1e-3)", f"DPR fig. 2: k=10 ReLU generator, {instances} instances, 95% Wilson CI")
+    lines = ["| m/n | m | DPR with negation check | DPR without | paper |", "|---|---|---|---|---|"]
+    for ratio in ratios:
+        pair = {r["negation_check"]: r for r in exp.rows if r["ratio"] == float(ratio)}
+        cell = lambda r: f"{r['successes']}/{r['instances']} ({r['success_rate']:.0%}, CI {r['success_ci95'][0]:.0%}–{r['success_ci95'][1]:.0%})"  # noqa: E731
+        lines.append(f"| {float(ratio):.2f} | {pair[True]['m']} | {cell(pair[True])} | {cell(pair[False])} | figure only |")
+    return _finish(exp, "\n".join(lines))
+
+
+# -- Gaussian phase retrieval sweeps: PRILO figure 3, DPR figure 3 ---------------------------------------------
+
+def _measurement_sweep(exp: Experiment, methods: dict[str, list[str]], operators: list[str], ms: list[str],
+                       prior_path: str, title: str) -> None:
+    args = exp.args
+    cfg0 = exp.config(f"prior.checkpoint={prior_path}")
+    x, indices = test_images(_data_choice(exp.name), args.images or cfg0.num_images, **_data_overrides(cfg0))
+    prior = exp.prior(prior_path)
+    operators = operators[:1] if args.quick else operators
+    for op in operators:
+        for m in _axis(ms, args.quick, args.axis):
+            for label, overrides in methods.items():
+                cfg = exp.config(f"prior.checkpoint={prior_path}", f"operator={op}", f"operator.m={m}", *overrides,
+                                 *(["init.num_candidates=16"] if args.quick and "init=mii" in overrides else []))
+                x_hat, error, seconds = exp.solve(cfg, x, indices, prior=prior)
+                exp.image_row(label, {"operator": op, "m": int(m), "axis": ["operator", "m"]}, x_hat, x, error, seconds)
+    for op in operators:
+        rows = [r for r in exp.rows if r["operator"] == op]
+        for metric in ("psnr", "ssim"):
+            plot_curves(exp.curves(rows, "m", metric), exp.out_path().with_name(f"{exp.name}_{op}_{metric}.png"),
+                        "measurements m", metric.upper(), f"{title}, {op}, {len(x)} test images, 95% CI")
+
+
+def _data_choice(name: str) -> str:
+    from hydra import compose, initialize_config_dir
+
+    from common.cli import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="invert", overrides=[f"+experiment={name}"], return_hydra_config=True)
+    return cfg.hydra.runtime.choices.data
+
+
+def _data_overrides(cfg) -> dict:
+    """The preset's data settings that the test images depend on (a folder, an image size)."""
+    return {k: cfg.data[k] for k in ("root", "image_size") if k in cfg.data}
+
+
+def _sweep_table(exp: Experiment, paper: str) -> str:
+    lines = ["| operator | m | method | PSNR (dB) | SSIM | MSE | meas. error | paper |", "|---|---|---|---|---|---|---|---|"]
+    for r in exp.rows:
+        lines.append(f"| {r['operator']} | {r['m']} | {r['label']} | {_pm(r, 'psnr', '.2f')} | {_pm(r, 'ssim', '.3f')} | "
+                     f"{r['mse_mean']:.4f} | {r['measurement_error_mean']:.2e} | {paper} |")
+    return "\n".join(lines)
+
+
+def prilo_fig3(args) -> Experiment:
+    exp = Experiment("prilo_fig3_gaussian", args)
+    sweep = experiment_sweep(exp.name)
+    methods = {"DPR": ["solver=dpr", "init=random"], "DPR-MII": ["solver=dpr", "init=mii"],
+               "PRILO-MII": ["solver=prilo", "init=mii"], "WF": ["solver=wf", "init=random"]}
+    _measurement_sweep(exp, methods, sweep["operator"], sweep["operator.m"], args.prior or
+                       "outputs/priors/vae_mnist_embedded.pt", "PRILO fig. 3 (MNIST)")
+    return _finish(exp, _sweep_table(exp, "figure only"))
+
+
+def dpr_fig3(args) -> Experiment:
+    exp = Experiment("dpr_fig3", args)
+    sweep = experiment_sweep(exp.name)
+    methods = {"DPR": [], "WF": ["solver=wf", "init=random"]}
+    _measurement_sweep(exp, methods, ["gaussian_pr"], sweep["operator.m"], args.prior or
+                       exp.config().prior.checkpoint, "DPR fig. 3 (MNIST, latent-20 VAE)")
+    return _finish(exp, _sweep_table(exp, "figure only"))
+
+
+# -- PRILO table 3 --------------------------------------------------------------------------------------------
+
+def prilo_table3(args) -> Experiment:
+    exp = Experiment("prilo_table3", args)
+    sweep = experiment_sweep(exp.name)
+    prior_path = args.prior or "outputs/priors/vae_mnist_embedded.pt"
+    cfg0 = exp.config(f"prior.checkpoint={prior_path}")
+    x, indices = test_images(_data_choice(exp.name), args.images or cfg0.num_images, **_data_overrides(cfg0))
+    prior = exp.prior(prior_path)
+    encoder = args.encoder or f"outputs/encoders/encoder_li_{_data_choice(exp.name)}.pt"
+    for init in args.inits or sweep["init"]:
+        for ablation in (sweep["+ablation"][:1] + sweep["+ablation"][-1:] if args.quick else sweep["+ablation"]):
+            cfg = exp.config(f"prior.checkpoint={prior_path}", f"+ablation={ablation}", f"init={init}",
+                             *([f"init.checkpoint={encoder}"] if init == "li" else []),
+                             *(["init.num_candidates=16"] if args.quick and init == "mii" else []))
+            x_hat, error, seconds = exp.solve(cfg, x, indices, prior=prior)
+            row = exp.image_row(f"{init}/{ablation}", {"init": init, "ablation": ablation}, x_hat, x, error, seconds,
+                                aligned=True)
+            row["paper_celeba_stylegan"] = PAPER_TABLE3.get(row["label"])
+    lines = ["| init | row | PSNR (dB) | SSIM | PSNR aligned (oracle) | SSIM aligned (oracle) | paper (StyleGAN, CelebA) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in exp.rows:
+        paper = r["paper_celeba_stylegan"]
+        lines.append(f"| {r['init'].upper()} | {r['ablation']} | {_pm(r, 'psnr', '.2f')} | {_pm(r, 'ssim', '.3f')} | "
+                     f"{_pm(r, 'psnr_aligned', '.2f')} | {_pm(r, 'ssim_aligned', '.3f')} | "
+                     f"{f'{paper[0]:.2f} / {paper[1]:.4f}' if paper else '–'} |")
+    for init in args.inits or sweep["init"]:
+        rows = [r for r in exp.rows if r["init"] == init]
+        curves = {"PSNR aligned (oracle)": {"x": list(range(len(rows))), "y": [r["psnr_aligned_mean"] for r in rows],
+                                            "yerr": [r["psnr_aligned_ci95"] for r in rows]},
+                  "PSNR": {"x": list(range(len(rows))), "y": [r["psnr_mean"] for r in rows],
+                           "yerr": [r["psnr_ci95"] for r in rows]}}
+        plot_curves(curves, exp.out_path().with_name(f"{exp.name}_{init}.png"),
+                    " / ".join(r["ablation"] for r in rows), "PSNR (dB)", f"PRILO table 3 rows, {init.upper()}")
+    return _finish(exp, "\n".join(lines))
+
+
+# -- PRILO table 1 (invert.py rows, resumable) -----------------------------------------------------------------
+
+def prilo_table1(args) -> Experiment:
+    from benchmarks.table1_mnist import KEYS, folder, image_rows, markdown
+    from evaluation.report import summarize
+
+    name = f"prilo_table1_{args.dataset}"
+    exp = Experiment(name, args)
+    solver = "prilo_fmnist" if args.dataset == "fmnist" else "prilo"
+    rows = {"oracle bound": ("evaluation.oracle_bound", [f"solver={solver}", "init=mii"]),
+            "ER": ("invert.py", ["solver=er"]), "HIO": ("invert.py", ["solver=hio"]),
+            "DPR": ("invert.py", ["solver=dpr", "init=random"]),
+            "PRILO (paper rule)": ("invert.py", [f"solver={solver}", "init=random", "solver.select=final",
+                                                 "solver.two_start=false", "solver.negation_check=false"]),
+            "PRILO-MII (paper rule)": ("invert.py", [f"solver={solver}", "init=mii", "solver.select=final",
+                                                     "solver.two_start=false", "solver.negation_check=false"]),
+            "PRILO (ours)": ("invert.py", [f"solver={solver}", "init=random"]),
+            "PRILO-MII (ours)": ("invert.py", [f"solver={solver}", "init=mii"])}
+    out = Path(args.out or f"outputs/experiments/{name}")
+    cfg0 = exp.config()
+    images = args.images or cfg0.num_images
+    if args.step_fraction != 1 and not args.quick:
+        raise UserInputError("prilo_table1 runs invert.py rows: shorten them with --override (e.g. "
+                             "solver.schedule.0.steps=N), not --step-fraction")
+    quick_rows = {"ER": ["solver.iterations=2"], "DPR": ["solver.schedule=[{kind:init,steps:2,lr:0.1,radius:null}]"]}
+    for row, (entry, overrides) in rows.items():
+        if args.quick and row not in quick_rows:
+            continue
+        command = [sys.executable, *(["-m", entry] if not entry.endswith(".py") else [str(ROOT / entry)]),
+                   f"+experiment={name}", *overrides, f"num_images={images}", f"hydra.run.dir={out / folder(row)}",
+                   "logger=csv", "trainer.enable_progress_bar=false", *args.override,
+                   *([f"prior.checkpoint={args.prior}"] if args.prior else []), *(quick_rows[row] if args.quick else [])]
+        print(f"== {row}: {' '.join(command[1:])}", flush=True)
+        subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": "offline"})
+    per_row = {row: image_rows(out / folder(row)) for row in rows}
+    per_row = {row: r for row, r in per_row.items() if r}
+    if not per_row:
+        raise UserInputError(f"no finished row in {out}")
+    common = sorted(set.intersection(*(set(r) for r in per_row.values())))
+    collected = {}
+    for row, images_done in per_row.items():
+        s = summarize([images_done[i] for i in common], row, {}, [k for k in KEYS if k in images_done[common[0]]])
+        collected[row] = {"num_images": s["num_images"], "num_failed": s["num_failed"],
+                          **{f"{k}_{m}": s.get(f"{k}_{m}") for k in KEYS for m in ("mean", "ci95")}}
+        if row in PAPER_TABLE1[args.dataset]:
+            collected[row]["paper_psnr"], collected[row]["paper_ssim"] = PAPER_TABLE1[args.dataset][row]
+        exp.rows.append({"label": row, **collected[row]})
+    plot_curves({"PSNR aligned (oracle)": {"x": list(range(len(exp.rows))),
+                                           "y": [r.get("psnr_aligned_mean") for r in exp.rows],
+                                           "yerr": [r.get("psnr_aligned_ci95") or 0 for r in exp.rows]},
+                 "paper": {"x": list(range(len(exp.rows))), "y": [r.get("paper_psnr") for r in exp.rows],
+                           "yerr": [0] * len(exp.rows)}},
+                exp.out_path().with_suffix(".png"), " / ".join(r["label"] for r in exp.rows), "PSNR (dB)",
+                f"PRILO table 1, {args.dataset}")
+    return _finish(exp, markdown(collected))
+
+
+# -- ILO section 4 and RTIL figures 4-5: task x ratio sweeps -----------------------------------------------------
+
+def _task_sweep(exp: Experiment, methods: dict[str, list[str]], operators: list[str], prior_path: str,
+                x: torch.Tensor, indices, prior_label: str = "") -> None:
+    prior = exp.prior(prior_path)
+    for op in operators:
+        key, values, _ = TASK_AXES[op]
+        for value in _axis(values, exp.args.quick):
+            for label, overrides in methods.items():
+                cfg = exp.config(f"prior.checkpoint={prior_path}", f"operator={op}", f"{key}={value}", *overrides)
+                x_hat, error, seconds = exp.solve(cfg, x, indices, prior=prior)
+                exp.image_row(f"{prior_label}{label}", {"operator": op, "ratio": value, "prior": prior_path,
+                                                        "axis": ["operator", "ratio"]}, x_hat, x, error, seconds)
+
+
+def _task_plots_and_table(exp: Experiment, operators: list[str], paper: str) -> str:
+    for op in operators:
+        rows = [r for r in exp.rows if r["operator"] == op]
+        plot_curves(exp.curves(rows, "ratio", "psnr"), exp.out_path().with_name(f"{exp.name}_{op}.png"),
+                    TASK_AXES[op][2], "PSNR (dB)", f"{exp.name}: {op}, 95% CI")
+    lines = ["| task | ratio | method | PSNR (dB) | SSIM | LPIPS | paper |", "|---|---|---|---|---|---|---|"]
+    for r in exp.rows:
+        lines.append(f"| {r['operator']} | {r['ratio']} | {r['label']} | {_pm(r, 'psnr', '.2f')} | "
+                     f"{_pm(r, 'ssim', '.3f')} | {_pm(r, 'lpips', '.3f')} | {paper} |")
+    return "\n".join(lines)
+
+
+def _own_or_prior_samples(exp: Experiment, cfg, prior_path: str):
+    choice = _data_choice(exp.name)
+    extra = {"checkpoint": prior_path} if choice == "prior_samples" else _data_overrides(cfg)
+    if choice == "prior_samples":
+        c, h, _ = exp.prior(prior_path).image_shape
+        extra.update(channels=c, image_size=h)
+        exp.data_overrides = [f"data.channels={c}", f"data.image_size={h}"]
+    return test_images(choice, exp.args.images or cfg.num_images, **extra)
+
+
+def ilo_small(args) -> Experiment:
+    exp = Experiment(f"ilo_small{'_dcgan' if args.dcgan else ''}", args)
+    cfg0 = exp.config(*([f"prior.checkpoint={args.prior}"] if args.prior else []))
+    prior_path = args.prior or cfg0.prior.checkpoint
+    x, indices = _own_or_prior_samples(exp, cfg0, prior_path)
+    ilo = "solver=ilo_dcgan" if args.dcgan else "solver=ilo_stylegan"
+    init = "init=random" if args.dcgan else "init=gaussian"
+    methods = {"CSGM": ["solver=csgm", init], "ILO": [ilo, init]}
+    operators = ["cs_circulant", "inpainting", "super_resolution", "denoising"]
+    _task_sweep(exp, methods, operators[:1] if args.quick else operators, prior_path, x, indices)
+    return _finish(exp, _task_plots_and_table(exp, operators[:1] if args.quick else operators, "figure only"))
+
+
+def _train_prior(model: str, path: Path, epochs: int) -> None:
+    """``python train.py model=M`` into ``path`` unless it exists (an existing prior is never replaced)."""
+    if path.exists():
+        print(f"using the existing prior {path}")
+        return
+    command = [sys.executable, str(ROOT / "train.py"), f"model={model}", f"trainer.max_epochs={epochs}",
+               f"export_path={path}", "logger=csv", "trainer.enable_progress_bar=false"]
+    print(f"== {' '.join(command[1:])}", flush=True)
+    subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": "offline"})
+
+
+def rtil_figs(args) -> Experiment:
+    from benchmarks.mganprior import ilo_radii
+
+    exp = Experiment("rtil_figs", args)
+    sweep = experiment_sweep(exp.name)
+    cfg0 = exp.config()
+    x, indices = test_images(_data_choice(exp.name), args.images or cfg0.num_images, **_data_overrides(cfg0))
+    operators = sweep["operator"][:1] if args.quick else sweep["operator"]
+    for path, model in zip(args.priors or sweep["prior.checkpoint"], ("dcgan", "rtil_dcgan")):
+        if args.quick and not Path(path).exists():
+            raise UserInputError(f"--quick uses existing priors; {path} is missing (train it: python train.py model={model})")
+        _train_prior(model, Path(path), args.train_epochs)
+        r1, r2 = ilo_radii(exp.prior(path))
+        radii = [f"solver.schedule.1.radius={r1:.1f}", f"solver.schedule.2.radius={r2:.1f}"]
+        _task_sweep(exp, {"ILO": radii}, operators, path, x, indices, prior_label=f"{model}: ")
+    return _finish(exp, _task_plots_and_table(exp, operators, "direction only (RTIL ≥ vanilla)"))
+
+
+# -- entry point ----------------------------------------------------------------------------------------------
+
+def _finish(exp: Experiment, table: str) -> Experiment:
+    path = exp.save(complete=True, markdown=table)
+    print(table)
+    print(f"wall time {time.perf_counter() - exp.started:.0f} s; results {path}")
+    return exp
+
+
+SUBCOMMANDS = {"dpr_fig2": dpr_fig2, "prilo_fig3": prilo_fig3, "dpr_fig3": dpr_fig3, "prilo_table3": prilo_table3,
+               "prilo_table1": prilo_table1, "ilo_small": ilo_small, "rtil_figs": rtil_figs}
+
+
+@exit_on_user_error
+def main(argv=None) -> Experiment:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", choices=list(SUBCOMMANDS))
+    parser.add_argument("--images", type=int, default=None, help="test images (dpr_fig2: instances); default: the preset's")
+    parser.add_argument("--axis", nargs="+", default=None,
+                        help="dpr_fig2, prilo_fig3, dpr_fig3: a subset of the preset's m/n or m values")
+    parser.add_argument("--step-fraction", type=float, default=1.0, help="fraction of every configured step count")
+    parser.add_argument("--prior", default=None, help="prior file (default: the preset's or the default data's VAE)")
+    parser.add_argument("--encoder", default=None, help="prilo_table3: LI encoder file")
+    parser.add_argument("--inits", nargs="+", choices=["mii", "li"], default=None, help="prilo_table3: initialisations")
+    parser.add_argument("--priors", nargs=2, default=None, metavar=("VANILLA", "RTIL"),
+                        help="rtil_figs: the two prior files (default: the preset's; trained here when missing)")
+    parser.add_argument("--dataset", choices=["mnist", "fmnist"], default="mnist", help="prilo_table1: the column")
+    parser.add_argument("--dcgan", action="store_true", help="ilo_small: the 64x64 face DCGAN preset (ilo_small_dcgan)")
+    parser.add_argument("--train-epochs", type=int, default=12, help="rtil_figs: epochs of each prior trained here")
+    parser.add_argument("--out", default=None, help="prilo_table1: run folders (resumable)")
+    parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every point")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="2 images, 1%% of the steps, one point per curve")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.step_fraction = 2, 0.01
+    if args.images is not None and args.images < 1:
+        raise UserInputError(f"--images must be >= 1, got {args.images}")
+    if not 0 < args.step_fraction:
+        raise UserInputError(f"--step-fraction must be > 0, got {args.step_fraction}")
+    torch.set_num_threads(args.threads)
+    return SUBCOMMANDS[args.experiment](args)
+
+
+if __name__ == "__main__":
+    main()

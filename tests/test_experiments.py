@@ -1,0 +1,132 @@
+"""The experiment presets (conf/experiment), their driver (benchmarks/experiments.py) and DPR's random ReLU generator."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from benchmarks.common import compose_experiment, experiment_sweep, scale_steps, wilson_ci95
+from common.cli import CONF_DIR, check_config
+from common.errors import UserInputError
+from evaluation.metrics import relative_error
+from operators import GaussianPhaseRetrieval
+from priors.random_relu import RandomReLUGenerator
+from solvers.generative import GenerativeSolver
+from solvers.initialization import RandomInit
+from tests.cli import tiny_vae_prior
+
+PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def test_every_experiment_is_a_preset_and_there_are_the_papers_ones():
+    assert {"prilo_table1_mnist", "prilo_table1_fmnist", "prilo_table3", "prilo_fig3_gaussian", "dpr_fig2",
+            "dpr_fig3", "ilo_small", "ilo_small_dcgan", "rtil_figs"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_composes_and_resolves_with_every_sweep_value(name, tmp_path):
+    cfg = check_config("invert", [f"+experiment={name}", f"hydra.run.dir={tmp_path / 'run'}"])
+    for key in cfg:  # every interpolation resolves (hydra's own job-time keys aside)
+        if key != "hydra":
+            OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key]) else cfg[key]
+    assert cfg.hydra.sweep.dir and cfg.hydra.runtime.choices.experiment == name
+    assert (CONF_DIR / "experiment" / f"{name}.yaml").read_text().startswith("# @package _global_")
+    sweep = experiment_sweep(name)
+    assert sweep, f"{name} has no multirun sweep"
+    for key, values in sweep.items():
+        for value in values:  # each swept value on its own composes too (e.g. +ablation=..., operator=...)
+            OmegaConf.to_container(compose_experiment(name, f"{key}={value}").operator, resolve=True)
+
+
+def test_table3_ablation_rows_set_the_solver_switches():
+    rows = {a: compose_experiment("prilo_table3", f"+ablation={a}").solver for a in experiment_sweep("prilo_table3")["+ablation"]}
+    assert list(rows["only_init"].skip) == ["forward", "backproject", "refine"] and rows["only_init"].two_start is False
+    assert list(rows["only_a"].skip) == ["backproject", "refine"] and list(rows["a_and_b"].skip) == ["refine"]
+    assert rows["no_ball"].ball is False and list(rows["no_ball"].skip) == []
+    assert rows["full"].ball is True and list(rows["full"].skip) == [] and rows["full"].two_start is True
+
+
+def test_scale_steps_and_wilson_interval():
+    cfg = compose_experiment("prilo_table3").solver
+    scale_steps(cfg, 0.1)
+    assert cfg.schedule[0].steps == 15 and cfg.schedule[2].stages[0].steps == 30
+    p, low, high = wilson_ci95(0, 25)
+    assert p == 0 and low == pytest.approx(0, abs=1e-12) and 0.1 < high < 0.15  # a run of failures still has an upper bound
+    p, low, high = wilson_ci95(25, 25)
+    assert p == 1 and high == pytest.approx(1) and 0.85 < low < 0.9
+
+
+def test_random_relu_generator_is_seeded_layered_and_loadable(tmp_path):
+    from priors.io import load_prior, save_prior
+
+    g = RandomReLUGenerator(latent_dim=3, hidden_dim=20, output_dim=50, seed=4)
+    z = g.sample_latent(5, generator=torch.Generator().manual_seed(0))
+    x = g(z)
+    assert x.shape == (5, 1, 1, 50) and (x >= 0).all() and x.max() < 1
+    assert torch.equal(g.from_layer(g.to_layer(z, 1), 1), x)
+    assert torch.allclose(g(2 * z), 2 * x, rtol=1e-5, atol=1e-7)  # positively homogeneous
+    assert torch.equal(RandomReLUGenerator(3, 20, 50, seed=4).W2, g.W2)
+    assert not torch.equal(RandomReLUGenerator(3, 20, 50, seed=5).W2, g.W2)
+    config = {"_target_": "priors.random_relu.RandomReLUGenerator", "latent_dim": 3, "hidden_dim": 20, "output_dim": 50,
+              "seed": 4}
+    path = save_prior({"prior_config": config, "state_dict": g.state_dict(), "extra": {}}, tmp_path / "relu.pt")
+    assert torch.equal(load_prior(path)(z), x)
+    with pytest.raises(UserInputError, match="latent_dim"):
+        RandomReLUGenerator(latent_dim=0)
+
+
+def test_dpr_recovers_a_random_relu_signal_from_enough_measurements():
+    g = RandomReLUGenerator(latent_dim=4, hidden_dim=50, output_dim=200, seed=1).requires_grad_(False)
+    x = g(g.sample_latent(2, generator=torch.Generator().manual_seed(2)))
+    op = GaussianPhaseRetrieval(g.image_shape, ratio=0.3, seed=1)
+    solver = GenerativeSolver(g, [{"kind": "init", "steps": 600, "lr": 0.05, "radius": None}], RandomInit(),
+                              restarts=2, negation_check=True)
+    err = relative_error(solver.solve(op, op(x), [0, 1], seed=0).x, x)
+    assert (err <= 1e-3).all(), err
+
+
+@pytest.mark.slow
+def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
+    """Each subcommand's --quick (tiny priors, 2 images, 1% of the steps) writes its JSON, table and plot."""
+    from benchmarks import experiments
+    from priors.dcgan import DCGANPrior
+    from priors.io import save_prior
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    vae = tiny_vae_prior(tmp_path / "vae.pt")
+    torch.manual_seed(0)
+    dcgan_config = {"_target_": "priors.dcgan.DCGANPrior", "size": 28, "channels": 1, "latent_dim": 8, "width": 4}
+    dcgan = save_prior({"prior_config": dcgan_config, "state_dict": DCGANPrior(28, 1, 8, 4).state_dict(), "extra": {}},
+                       tmp_path / "dcgan.pt")
+    runs = {"dpr_fig2": [], "prilo_fig3": ["--prior", vae], "dpr_fig3": ["--prior", vae],
+            "prilo_table3": ["--prior", vae, "--inits", "mii"],
+            "ilo_small": ["--dcgan", "--prior", dcgan],
+            "rtil_figs": ["--priors", dcgan, dcgan],
+            "prilo_table1": ["--prior", vae, "--out", str(tmp_path / "table1"), "--override", "data=mnist_embedded"]}
+    for name, extra in runs.items():
+        exp = experiments.main([name, "--quick", "--threads", "1", *map(str, extra)])
+        payload = json.loads(exp.out_path().read_text())
+        assert payload["complete"] and payload["quick"] and payload["rows"], name
+        assert "|" in payload["markdown"], name
+        assert list(Path(tmp_path).glob(f"{exp.name}*.png")), name
+    with pytest.raises(SystemExit):
+        experiments.main(["dpr_fig2", "--images", "0"])
+
+
+def test_instance_banks_equal_their_instances_solved_one_by_one():
+    from operators.gaussian import GaussianPhaseRetrievalBank
+
+    bank = RandomReLUGenerator(3, 20, 50, seed=7, instances=3).requires_grad_(False)
+    ops = GaussianPhaseRetrievalBank((1, 1, 50), 3, ratio=0.4, seed=7)
+    z = bank.sample_latent(6, generator=torch.Generator().manual_seed(0))  # two rows per instance
+    for b in range(6):
+        single, op = RandomReLUGenerator(3, 20, 50, seed=7 + b % 3), GaussianPhaseRetrieval((1, 1, 50), ratio=0.4, seed=7 + b % 3)
+        assert torch.allclose(bank(z)[b], single(z[b:b + 1])[0], atol=1e-6)
+        assert torch.allclose(ops(bank(z))[b], op(single(z[b:b + 1]))[0], atol=1e-5)
+        v = torch.randn(6, op.m)
+        assert torch.allclose(ops.adjoint(v)[b], op.adjoint(v[b:b + 1])[0], atol=1e-5)
+    with pytest.raises(ValueError, match="does not split"):
+        bank(z[:4])
