@@ -308,6 +308,11 @@ def prilo_table3(args) -> Experiment:
 
 # -- PRILO table 1 (invert.py rows, resumable) -----------------------------------------------------------------
 
+#: conf/solver/prilo_paper.yaml's rules on any PRILO config: x* = G(z_0*), R latents, no negation, eq. 10's noise
+PAPER_RULE = ("solver.select=final", "solver.two_start=false", "solver.negation_check=false",
+              "solver.gradient_noise.eta=0.02", "solver.gradient_noise.gamma=0.55")
+
+
 def prilo_table1(args) -> Experiment:
     from benchmarks.table1_mnist import KEYS, folder, image_rows, markdown
     from evaluation.report import summarize
@@ -318,10 +323,8 @@ def prilo_table1(args) -> Experiment:
     rows = {"oracle bound": ("evaluation.oracle_bound", [f"solver={solver}", "init=mii"]),
             "ER": ("invert.py", ["solver=er"]), "HIO": ("invert.py", ["solver=hio"]),
             "DPR": ("invert.py", ["solver=dpr", "init=random"]),
-            "PRILO (paper rule)": ("invert.py", [f"solver={solver}", "init=random", "solver.select=final",
-                                                 "solver.two_start=false", "solver.negation_check=false"]),
-            "PRILO-MII (paper rule)": ("invert.py", [f"solver={solver}", "init=mii", "solver.select=final",
-                                                     "solver.two_start=false", "solver.negation_check=false"]),
+            "PRILO (paper rule)": ("invert.py", [f"solver={solver}", "init=random", *PAPER_RULE]),
+            "PRILO-MII (paper rule)": ("invert.py", [f"solver={solver}", "init=mii", *PAPER_RULE]),
             "PRILO (ours)": ("invert.py", [f"solver={solver}", "init=random"]),
             "PRILO-MII (ours)": ("invert.py", [f"solver={solver}", "init=mii"])}
     out = Path(args.out or f"outputs/experiments/{name}")
