@@ -35,9 +35,14 @@ ROWS = {
     "PRILO-MII (ours)": ("invert.py", ["solver=prilo", "init=mii"]),
     "PRILO (paper rule)": ("invert.py", ["solver=prilo_paper", "init=random"]),
     "PRILO (ours)": ("invert.py", ["solver=prilo", "init=random"]),
+    # classical baselines (no prior): Fienup's non-negativity constraint as in the paper, and our default [0, 1] box
+    "ER (nonneg)": ("invert.py", ["solver=er", "solver.upper_bound=null"]),
+    "HIO (nonneg)": ("invert.py", ["solver=hio", "solver.upper_bound=null"]),
+    "ER": ("invert.py", ["solver=er"]),
+    "HIO": ("invert.py", ["solver=hio"]),
 }
 #: PRILO table 1 / appendix E (1024 test images, four restarts): PSNR, SSIM
-PAPER = {"DPR": (23.9871, 0.9005), "PRILO (paper rule)": (42.7584, 0.9843),
+PAPER = {"ER (nonneg)": (15.18, 0.5504), "HIO (nonneg)": (23.46, 0.5274), "DPR": (23.9871, 0.9005), "PRILO (paper rule)": (42.7584, 0.9843),
          "PRILO-MII (paper rule)": (43.9541, 0.9949)}
 KEYS = ["psnr", "ssim", "psnr_aligned", "ssim_aligned", "measurement_error",
         "psnr_range", "psnr_layer1", "psnr_layer2", "ssim_range", "ssim_layer1", "ssim_layer2"]
