@@ -87,11 +87,12 @@ class Experiment:
         """(reconstructions, measurement errors, seconds per image) of the configured solver on x."""
         from common.instantiate import instantiate
         from invert import build_solver
+        from lightning_modules.inversion import measure_images
 
         operator = instantiate(cfg.operator)
         solver = build_solver(cfg, prior, operator)
         start = time.perf_counter()
-        result = solver.solve(operator, operator(x), list(indices), seed=seed)
+        result = solver.solve(operator, measure_images(operator, x, indices, seed), list(indices), seed=seed)
         return result.x, result.measurement_error, (time.perf_counter() - start) / len(x)
 
     def image_row(self, label: str, point: dict, x_hat, x, error, seconds, aligned: bool = False) -> dict:

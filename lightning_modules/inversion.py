@@ -160,6 +160,16 @@ def read_parts(out_dir: Path) -> dict[int, dict]:
     return done
 
 
+def measure_images(operator, x: torch.Tensor, indices, seed: int) -> torch.Tensor:
+    """The measurements of images ``x`` as invert.py takes them: ``operator.measure`` with its noise
+    drawn per (seed, image index), so an image's noise does not depend on its batch."""
+    eps = None
+    if operator.noise_std > 0:
+        eps = per_sample_normal(operator.measurement_shape, seed, "measurement_noise", list(indices),
+                                device=x.device, dtype=x.dtype)
+    return operator.measure(x, eps)
+
+
 class InversionModule(LightningModule):
     """Measure, solve, score and store every predict batch.
 
@@ -186,12 +196,7 @@ class InversionModule(LightningModule):
     def measure(self, batch) -> torch.Tensor:
         if "measurement" in batch:
             return batch["measurement"]
-        x, index = batch["image"], batch["index"].tolist()
-        eps = None
-        if self.operator.noise_std > 0:
-            eps = per_sample_normal(self.operator.measurement_shape, self.seed, "measurement_noise", index,
-                                    device=x.device, dtype=x.dtype)
-        return self.operator.measure(x, eps)
+        return measure_images(self.operator, batch["image"], batch["index"].tolist(), self.seed)
 
     def on_predict_start(self) -> None:
         if os.getpid() != self.launcher_pid:  # a spawned DDP worker: die with the process that owns the run
