@@ -1,6 +1,7 @@
 """Shared pieces of the benchmark scripts: composing the project's configs, test images, saving figures."""
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import time
@@ -145,3 +146,37 @@ def plot_curves(curves: dict[str, dict[str, list]], path: Path, xlabel: str, yla
     plt.close(fig)
     print(f"saved {path}")
     return path
+
+
+def gan_training_phases(module, real, batch: int, context=contextlib.nullcontext) -> dict:
+    """The optimizer steps of one GAN training iteration as separate calls, for timing: discriminator,
+    generator, the lazy R1 / path-length regularisers and the EMA (lightning_modules.adversarial's
+    losses), each run inside ``context()`` (e.g. autocast)."""
+    from lightning_modules.adversarial import ema_decay, ema_update
+
+    g_opt, d_opt = module.configure_optimizers()
+    hp = module.hparams
+
+    def step(opt, loss_fn, train=None, freeze=None):
+        if train is not None:
+            train.requires_grad_(True)
+            freeze.requires_grad_(False)
+        with context():
+            loss = loss_fn()["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return {
+        "d_step": lambda: step(d_opt, lambda: module.discriminator_loss(real), module.discriminator, module.generator),
+        "g_step": lambda: step(g_opt, lambda: module.generator_loss(batch), module.generator, module.discriminator),
+        "r1_step": lambda: step(d_opt, lambda: module.loss.lazy_regularizer(module.discriminate, real)),
+        "path_length_step": lambda: step(g_opt, lambda: module.generator_regularization(batch)),
+        "ema_update": lambda: ema_update(module.prior, module.generator, ema_decay(batch, hp.ema_kimg)),
+    }
+
+
+def seconds_per_iteration(parts: dict, hparams) -> float:
+    """One training iteration from the phases' seconds: the regularisers amortised over their intervals."""
+    return (parts["d_step"] + parts["g_step"] + parts["r1_step"] / hparams.d_reg_every
+            + parts["path_length_step"] / hparams.g_reg_every + parts["ema_update"])

@@ -29,10 +29,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import save_results  # noqa: E402
+from benchmarks.common import gan_training_phases, save_results, seconds_per_iteration  # noqa: E402
 from common import fused  # noqa: E402
 from common.precision import channels_last  # noqa: E402
-from lightning_modules.adversarial import ema_decay, ema_update  # noqa: E402
 from lightning_modules.gan import GANModule  # noqa: E402
 from operators.fourier import FourierPhaseRetrieval  # noqa: E402
 from priors.stylegan2 import StyleGAN2Prior  # noqa: E402
@@ -77,44 +76,11 @@ def training(cfg: dict, device: torch.device, rtil: dict | None, precision: str,
     disc = dict(_target_="priors.stylegan2.StyleGAN2Discriminator", size=size, channels=3,
                 **{k: cfg["arch"][k] for k in ("channel_multiplier", "channel_base", "max_channels")})
     module = GANModule(prior, disc, rtil=rtil, channels_last=nhwc).to(device)
-    module._generators()  # per-device random streams
-    g_opt, d_opt = module.configure_optimizers()
-    hp = module.hparams
     real = torch.rand(batch, 3, size, size, device=device) * 2 - 1
     if nhwc:
         real = real.contiguous(memory_format=torch.channels_last)
-
-    def step(opt, loss):
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def d_step():
-        module.generator.requires_grad_(False)
-        module.discriminator.requires_grad_(True)
-        with autocast(device, precision):
-            step(d_opt, module.discriminator_loss(real)["loss"])
-
-    def r1_step():
-        with autocast(device, precision):
-            step(d_opt, module.loss.lazy_regularizer(module.discriminate, real)["loss"])
-
-    def g_step():
-        module.generator.requires_grad_(True)
-        module.discriminator.requires_grad_(False)
-        with autocast(device, precision):
-            step(g_opt, module.generator_loss(batch)["loss"])
-
-    def pl_step():
-        with autocast(device, precision):
-            step(g_opt, module.generator_regularization(batch)["loss"])
-
-    def ema_step():
-        ema_update(module.prior, module.generator, ema_decay(batch, hp.ema_kimg))
-
-    seconds = (timed(d_step, device, reps) + timed(g_step, device, reps) + timed(r1_step, device, reps) / hp.d_reg_every
-               + timed(pl_step, device, reps) / hp.g_reg_every + timed(ema_step, device, reps))
-    return 1.0 / seconds
+    phases = gan_training_phases(module, real, batch, context=lambda: autocast(device, precision))
+    return 1.0 / seconds_per_iteration({k: timed(fn, device, reps) for k, fn in phases.items()}, module.hparams)
 
 
 def inversion(cfg: dict, device: torch.device, precision: str, compiled: bool, nhwc: bool) -> dict:

@@ -31,11 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from benchmarks.common import run_seconds  # noqa: E402
+from benchmarks.common import gan_training_phases, run_seconds, seconds_per_iteration  # noqa: E402
 from common.atomic import write_json  # noqa: E402
-from lightning_modules.adversarial import ema_decay, ema_update  # noqa: E402
 from lightning_modules.gan import GANModule  # noqa: E402
-from lightning_modules.losses import r1_penalty  # noqa: E402
 from priors.stylegan2_ops import ModulatedConv2d, fused_leaky_relu, make_kernel, upfirdn2d  # noqa: E402
 from test_stylegan2 import lrelu_ref, modconv_ref, upfirdn2d_native  # noqa: E402  (rosinality's reference ops)
 
@@ -60,41 +58,9 @@ def training_speed(size: int, channels: int, batch: int, rtil: dict | None, reps
     disc = dict(_target_="priors.stylegan2.StyleGAN2Discriminator", size=size, channels=channels,
                 **{k: ARCH[k] for k in ("channel_multiplier", "channel_base", "max_channels")})
     module = GANModule(prior, disc, rtil=rtil)
-    g_opt, d_opt = module.configure_optimizers()
-    hp = module.hparams
     real = torch.rand(batch, channels, size, size) * 2 - 1
-
-    def step(opt, loss):
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def d_step():
-        module.generator.requires_grad_(False)
-        module.discriminator.requires_grad_(True)
-        step(d_opt, module.discriminator_loss(real)["loss"])
-
-    def r1_step():
-        x = real.detach().requires_grad_(True)
-        pred = module.discriminator(x)
-        step(d_opt, hp.r1 / 2 * r1_penalty(pred, x) * hp.d_reg_every + 0 * pred[0, 0])
-
-    def g_step():
-        module.generator.requires_grad_(True)
-        module.discriminator.requires_grad_(False)
-        step(g_opt, module.generator_loss(batch)["loss"])
-
-    def pl_step():
-        pl = module.path_length_loss(max(1, batch // hp.path_batch_shrink))
-        step(g_opt, hp.path_regularize * hp.g_reg_every * pl["loss"] + 0 * pl["anchor"])
-
-    def ema_step():
-        ema_update(module.prior, module.generator, ema_decay(batch, hp.ema_kimg))
-
-    parts = {"d_step": timed(d_step, reps), "r1_step": timed(r1_step, reps), "g_step": timed(g_step, reps),
-             "path_length_step": timed(pl_step, reps), "ema_update": timed(ema_step, reps)}
-    per_iteration = (parts["d_step"] + parts["g_step"] + parts["r1_step"] / hp.d_reg_every
-                     + parts["path_length_step"] / hp.g_reg_every + parts["ema_update"])
+    parts = {k: timed(fn, reps) for k, fn in gan_training_phases(module, real, batch).items()}
+    per_iteration = seconds_per_iteration(parts, module.hparams)
     return {"size": size, "channels": channels, "batch": batch, "members": [list(m) for m in module.members],
             "seconds": parts, "iterations_per_second": 1.0 / per_iteration,
             "images_per_second": batch / per_iteration}
