@@ -15,6 +15,7 @@ Results: benchmarks/results/prilo_trials.json.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import save_results, tuning_images  # noqa: E402
+from common.atomic import write_json  # noqa: E402
 from benchmarks.inversion_quality import evaluate  # noqa: E402
 from evaluation.metrics import psnr  # noqa: E402
 from common.errors import exit_on_user_error  # noqa: E402
@@ -58,7 +60,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--trials", nargs="+", choices=list(TRIALS), default=list(TRIALS), metavar="LABEL",
                         help="a subset of the trials (their labels, as printed)")
     parser.add_argument("--name", default="prilo_trials", help="results file benchmarks/results/<name>.json")
+    parser.add_argument("--recompute", default=None, metavar="FILE",
+                        help="only add the paired differences to a saved results file (no trial is run)")
     args = parser.parse_args(argv)
+    if args.recompute:
+        saved = json.loads(Path(args.recompute).read_text())
+        saved["trials"] = with_paired_differences(saved["trials"])
+        return write_json(args.recompute, saved)
     x, indices = tuning_images(args.split, args.data, args.images, **({"root": args.data_root} if args.data_root else {}))
     torch.set_num_threads(args.threads)
     prior = load_prior(args.prior)
@@ -77,7 +85,20 @@ def main(argv=None) -> dict:
         rows[label] = {"method": method, "overrides": overrides, "recovered_aligned_25db": recovered, **row}
         print(f"{label:52s} PSNR {row['psnr_mean']:6.2f}  aligned (oracle) {row['aligned_oracle_psnr_mean']:6.2f}  "
               f"recovered {recovered}/{len(x)}  measurement error {row['measurement_error_mean']:.2e}", flush=True)
-    return save_results(args.name, {**payload, "trials": rows})
+    return save_results(args.name, {**payload, "trials": with_paired_differences(rows)})
+
+
+def with_paired_differences(rows: dict) -> dict:
+    """Each trial's aligned PSNR minus the first trial's (the configured solver), paired over the same
+    images: mean ± 95% CI and how many images gained. ``--recompute FILE`` adds it to saved results."""
+    from evaluation.report import mean_ci95
+
+    reference = next(iter(rows.values()))["aligned_oracle_psnr_per_image"]
+    for row in rows.values():
+        diff = [a - b for a, b in zip(row["aligned_oracle_psnr_per_image"], reference)]
+        mean, ci = mean_ci95(diff)
+        row["aligned_vs_first_trial"] = {"mean": mean, "ci95": ci, "images_better": sum(d > 0 for d in diff)}
+    return rows
 
 
 if __name__ == "__main__":

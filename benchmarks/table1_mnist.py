@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -92,7 +94,30 @@ def collect(args) -> dict:
                      **{f"{k}_{m}": s.get(f"{k}_{m}") for k in KEYS for m in ("mean", "ci95")}}
         if row in PAPER:
             rows[row]["paper_psnr"], rows[row]["paper_ssim"] = PAPER[row]
+        bound = per_row.get("oracle bound")
+        rows[row]["per_image"] = per_image_facts([images[i] for i in common],
+                                                 [bound[i] for i in common] if bound and row != "oracle bound" else None)
     return rows
+
+
+def per_image_facts(images: list[dict], bound: list[dict] | None) -> dict:
+    """Counts the text of docs/RESULTS.md quotes: per image raw vs aligned PSNR, exact recoveries (aligned
+    PSNR at the 100 dB cap), images above the oracle bound's range / layer-2 fit, and range fits >= 40 dB."""
+    def values(rows, key):
+        return np.array([float(r[key]) for r in rows if r.get(key) not in (None, "")])
+
+    facts = {}
+    if images and images[0].get("psnr_range") not in (None, ""):
+        facts["range_fit_at_least_40db"] = int((values(images, "psnr_range") >= 40).sum())
+    if images and images[0].get("psnr_aligned") not in (None, ""):
+        raw, aligned = values(images, "psnr"), values(images, "psnr_aligned")
+        facts.update(raw_within_2db_of_aligned=int((raw >= aligned - 2).sum()), psnr_median=float(np.median(raw)),
+                     psnr_aligned_median=float(np.median(aligned)), aligned_at_cap=int((aligned >= 99.9).sum()),
+                     aligned_below_20db=int((aligned < 20).sum()))
+        if bound is not None:
+            for space in ("range", "layer2"):
+                facts[f"aligned_above_{space}_fit"] = int((aligned > values(bound, f"psnr_{space}") + 0.1).sum())
+    return facts
 
 
 def markdown(rows: dict) -> str:
