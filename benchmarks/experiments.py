@@ -40,12 +40,6 @@ from common.errors import UserInputError, exit_on_user_error  # noqa: E402
 from evaluation.report import mean_ci95  # noqa: E402
 
 #: PRILO table 1 (1024 test images, 4 restarts): PSNR, SSIM per dataset and row
-PAPER_TABLE1 = {
-    "mnist": {"ER": (15.1826, 0.5504), "HIO": (23.4627, 0.5274), "DPR": (23.9871, 0.9005),
-              "PRILO (paper rule)": (42.7584, 0.9843), "PRILO-MII (paper rule)": (43.9541, 0.9949)},
-    "fmnist": {"ER": (12.7002, 0.3971), "HIO": (12.9530, 0.4019), "DPR": (18.8657, 0.6846),
-               "PRILO (paper rule)": (20.2087, 0.7133), "PRILO-MII (paper rule)": (21.4836, 0.7560)},
-}
 #: PRILO table 3 (StyleGAN on CelebA, 1024 images): the structure; ours is the MNIST VAE
 PAPER_TABLE3 = {"li/full": (23.3378, 0.7247), "li/only_init": (16.9070, 0.4777), "li/only_a": (23.0097, 0.7108),
                 "li/a_and_b": (22.9109, 0.7063), "li/no_ball": (22.8192, 0.6974),
@@ -309,25 +303,12 @@ def prilo_table3(args) -> Experiment:
 
 # -- PRILO table 1 (invert.py rows, resumable) -----------------------------------------------------------------
 
-#: conf/solver/prilo_paper.yaml's rules on any PRILO config: x* = G(z_0*), R latents, no negation, eq. 10's noise
-PAPER_RULE = ("solver.select=final", "solver.two_start=false", "solver.negation_check=false",
-              "solver.gradient_noise.eta=0.02", "solver.gradient_noise.gamma=0.55")
-
-
 def prilo_table1(args) -> Experiment:
-    from benchmarks.table1_mnist import KEYS, folder, image_rows, markdown
-    from evaluation.report import summarize
+    from benchmarks.table1_mnist import PAPER_TABLE1, collect_rows, folder, markdown, table1_rows
 
     name = f"prilo_table1_{args.dataset}"
     exp = Experiment(name, args)
-    solver = "prilo_fmnist" if args.dataset == "fmnist" else "prilo"
-    rows = {"oracle bound": ("evaluation.oracle_bound", [f"solver={solver}", "init=mii"]),
-            "ER": ("invert.py", ["solver=er"]), "HIO": ("invert.py", ["solver=hio"]),
-            "DPR": ("invert.py", ["solver=dpr", "init=random"]),
-            "PRILO (paper rule)": ("invert.py", [f"solver={solver}", "init=random", *PAPER_RULE]),
-            "PRILO-MII (paper rule)": ("invert.py", [f"solver={solver}", "init=mii", *PAPER_RULE]),
-            "PRILO (ours)": ("invert.py", [f"solver={solver}", "init=random"]),
-            "PRILO-MII (ours)": ("invert.py", [f"solver={solver}", "init=mii"])}
+    rows = table1_rows("prilo_fmnist" if args.dataset == "fmnist" else "prilo")
     out = Path(args.out or f"outputs/experiments/{name}")
     cfg0 = exp.config()
     images = args.images or cfg0.num_images
@@ -344,24 +325,16 @@ def prilo_table1(args) -> Experiment:
                    *([f"prior.checkpoint={args.prior}"] if args.prior else []), *(quick_rows[row] if args.quick else [])]
         print(f"== {row}: {' '.join(command[1:])}", flush=True)
         subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": "offline"})
-    per_row = {row: image_rows(out / folder(row)) for row in rows}
-    per_row = {row: r for row, r in per_row.items() if r}
-    if not per_row:
+    collected = collect_rows(out, rows, PAPER_TABLE1[args.dataset])
+    if not collected:
         raise UserInputError(f"no finished row in {out}")
-    common = sorted(set.intersection(*(set(r) for r in per_row.values())))
-    collected = {}
-    for row, images_done in per_row.items():
-        s = summarize([images_done[i] for i in common], row, {}, [k for k in KEYS if k in images_done[common[0]]])
-        collected[row] = {"num_images": s["num_images"], "num_failed": s["num_failed"],
-                          **{f"{k}_{m}": s.get(f"{k}_{m}") for k in KEYS for m in ("mean", "ci95")}}
-        if row in PAPER_TABLE1[args.dataset]:
-            collected[row]["paper_psnr"], collected[row]["paper_ssim"] = PAPER_TABLE1[args.dataset][row]
-        exp.rows.append({"label": row, **collected[row]})
+    exp.rows.extend({"label": row, **r} for row, r in collected.items())
     plot_curves({"PSNR aligned (oracle)": {"x": list(range(len(exp.rows))),
                                            "y": [r.get("psnr_aligned_mean") for r in exp.rows],
                                            "yerr": [r.get("psnr_aligned_ci95") or 0 for r in exp.rows]},
-                 "paper": {"x": list(range(len(exp.rows))), "y": [r.get("paper_psnr") for r in exp.rows],
-                           "yerr": [0] * len(exp.rows)}},
+                 "paper": {"x": [i for i, r in enumerate(exp.rows) if "paper_psnr" in r],
+                           "y": [r["paper_psnr"] for r in exp.rows if "paper_psnr" in r],
+                           "yerr": [0] * sum("paper_psnr" in r for r in exp.rows)}},
                 exp.out_path().with_suffix(".png"), " / ".join(r["label"] for r in exp.rows), "PSNR (dB)",
                 f"PRILO table 1, {args.dataset}")
     return _finish(exp, markdown(collected))

@@ -29,23 +29,38 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import save_results  # noqa: E402
 
-#: row -> (entry point, overrides); the oracle row uses prilo's output spaces (range, layer 1, layer 2)
-ROWS = {
-    "oracle bound": ("evaluation.oracle_bound", ["solver=prilo", "init=mii"]),
-    "DPR": ("invert.py", ["solver=dpr", "init=random"]),
-    "PRILO-MII (paper rule)": ("invert.py", ["solver=prilo_paper", "init=mii"]),
-    "PRILO-MII (ours)": ("invert.py", ["solver=prilo", "init=mii"]),
-    "PRILO (paper rule)": ("invert.py", ["solver=prilo_paper", "init=random"]),
-    "PRILO (ours)": ("invert.py", ["solver=prilo", "init=random"]),
-    # classical baselines (no prior): Fienup's non-negativity constraint as in the paper, and our default [0, 1] box
-    "ER (nonneg)": ("invert.py", ["solver=er", "solver.upper_bound=null"]),
-    "HIO (nonneg)": ("invert.py", ["solver=hio", "solver.upper_bound=null"]),
-    "ER": ("invert.py", ["solver=er"]),
-    "HIO": ("invert.py", ["solver=hio"]),
+#: conf/solver/prilo_paper.yaml's rules on any PRILO config: x* = G(z_0*), R latents, no negation, eq. 10's noise
+PAPER_RULE = ("solver.select=final", "solver.two_start=false", "solver.negation_check=false",
+              "solver.gradient_noise.eta=0.02", "solver.gradient_noise.gamma=0.55")
+
+
+def table1_rows(prilo: str = "prilo") -> dict[str, tuple[str, list[str]]]:
+    """Row -> (entry point, overrides) for a PRILO config (prilo, prilo_fmnist); the oracle row uses its
+    output spaces (range, layer 1, layer 2); the paper-rule rows are ``prilo_paper`` or its rules on ``prilo``."""
+    paper = ["solver=prilo_paper"] if prilo == "prilo" else [f"solver={prilo}", *PAPER_RULE]
+    return {
+        "oracle bound": ("evaluation.oracle_bound", [f"solver={prilo}", "init=mii"]),
+        "DPR": ("invert.py", ["solver=dpr", "init=random"]),
+        "PRILO-MII (paper rule)": ("invert.py", [*paper, "init=mii"]),
+        "PRILO-MII (ours)": ("invert.py", [f"solver={prilo}", "init=mii"]),
+        "PRILO (paper rule)": ("invert.py", [*paper, "init=random"]),
+        "PRILO (ours)": ("invert.py", [f"solver={prilo}", "init=random"]),
+        # classical baselines (no prior): Fienup's non-negativity as in the paper, and our default [0, 1] box
+        "ER (nonneg)": ("invert.py", ["solver=er", "solver.upper_bound=null"]),
+        "HIO (nonneg)": ("invert.py", ["solver=hio", "solver.upper_bound=null"]),
+        "ER": ("invert.py", ["solver=er"]),
+        "HIO": ("invert.py", ["solver=hio"]),
+    }
+
+
+ROWS = table1_rows()
+#: PRILO table 1 / appendix E (1024 test images, four restarts): PSNR, SSIM; its ER/HIO use non-negativity
+PAPER_TABLE1 = {
+    "mnist": {"ER (nonneg)": (15.1826, 0.5504), "HIO (nonneg)": (23.4627, 0.5274), "DPR": (23.9871, 0.9005),
+              "PRILO (paper rule)": (42.7584, 0.9843), "PRILO-MII (paper rule)": (43.9541, 0.9949)},
+    "fmnist": {"ER (nonneg)": (12.7002, 0.3971), "HIO (nonneg)": (12.9530, 0.4019), "DPR": (18.8657, 0.6846),
+               "PRILO (paper rule)": (20.2087, 0.7133), "PRILO-MII (paper rule)": (21.4836, 0.7560)},
 }
-#: PRILO table 1 / appendix E (1024 test images, four restarts): PSNR, SSIM
-PAPER = {"ER (nonneg)": (15.18, 0.5504), "HIO (nonneg)": (23.46, 0.5274), "DPR": (23.9871, 0.9005), "PRILO (paper rule)": (42.7584, 0.9843),
-         "PRILO-MII (paper rule)": (43.9541, 0.9949)}
 KEYS = ["psnr", "ssim", "psnr_aligned", "ssim_aligned", "measurement_error",
         "psnr_range", "psnr_layer1", "psnr_layer2", "ssim_range", "ssim_layer1", "ssim_layer2"]
 
@@ -80,24 +95,28 @@ def image_rows(run_dir: Path) -> dict[int, dict]:
 
 
 def collect(args) -> dict:
-    """Every finished row summarised on the images that all of them have finished (the same images)."""
+    return collect_rows(Path(args.out), ROWS, PAPER_TABLE1["mnist"])
+
+
+def collect_rows(out: Path, rows: dict, paper: dict) -> dict:
+    """Every finished row under ``out`` summarised on the images that all of them have finished (the same images)."""
     from evaluation.report import summarize
 
-    per_row = {row: image_rows(Path(args.out) / folder(row)) for row in ROWS}
+    per_row = {row: image_rows(out / folder(row)) for row in rows}
     per_row = {row: r for row, r in per_row.items() if r}
     common = sorted(set.intersection(*(set(r) for r in per_row.values()))) if per_row else []
-    rows = {}
+    collected = {}
     for row, images in per_row.items():
         s = summarize([images[i] for i in common], row, {}, [k for k in KEYS if k in images[common[0]]])
-        rows[row] = {"num_images": s["num_images"], "num_failed": s["num_failed"], "finished": len(images),
-                     "seconds": s["seconds"], "overrides": ROWS[row][1],
-                     **{f"{k}_{m}": s.get(f"{k}_{m}") for k in KEYS for m in ("mean", "ci95")}}
-        if row in PAPER:
-            rows[row]["paper_psnr"], rows[row]["paper_ssim"] = PAPER[row]
+        collected[row] = {"num_images": s["num_images"], "num_failed": s["num_failed"], "finished": len(images),
+                          "seconds": s["seconds"], "overrides": rows[row][1],
+                          **{f"{k}_{m}": s.get(f"{k}_{m}") for k in KEYS for m in ("mean", "ci95")}}
+        if row in paper:
+            collected[row]["paper_psnr"], collected[row]["paper_ssim"] = paper[row]
         bound = per_row.get("oracle bound")
-        rows[row]["per_image"] = per_image_facts([images[i] for i in common],
-                                                 [bound[i] for i in common] if bound and row != "oracle bound" else None)
-    return rows
+        collected[row]["per_image"] = per_image_facts(
+            [images[i] for i in common], [bound[i] for i in common] if bound and row != "oracle bound" else None)
+    return collected
 
 
 def per_image_facts(images: list[dict], bound: list[dict] | None) -> dict:
