@@ -152,8 +152,7 @@ def invert(cfg: DictConfig) -> dict | None:
         trainer = instantiate_trainer(cfg.trainer, logger=logger, callbacks=[], use_distributed_sampler=False)
         loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, sampler=ContiguousShards(len(todo)),
                             num_workers=cfg.get("num_workers", 0))
-        trainer.predict(module, dataloaders=loader, return_predictions=False)
-        trainer.strategy.barrier()
+        trainer.predict(module, dataloaders=loader, return_predictions=False)  # returns once every rank is done
         if not trainer.is_global_zero:
             return None
         close_logger(logger)

@@ -125,6 +125,19 @@ def exit_with_parent(poll_seconds: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def leave_process_group() -> None:
+    """Wait for every rank, then destroy the default process group (no-op outside DDP).
+
+    A rank that finishes early (e.g. no image left in its shard) would otherwise exit while the
+    others still run, leaving gloo's exit-time teardown to race them; it can abort the rank
+    ("terminate called without an active exception", SIGABRT)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def claim_run(run_dir: str | os.PathLike, what: str = "run") -> str:
     """Make this process the owner of ``run_dir`` (:class:`RunLock`) and return the owner's token;
     in a process that the owner started (a DDP rank re-running the script, which inherits the

@@ -29,7 +29,7 @@ from common.atomic import torch_save, write_json
 from common.checkpoint import load_tensors
 from common.errors import UserInputError
 from common.randomness import per_sample_normal
-from common.runs import claim_run, exit_with_parent, owns_run
+from common.runs import claim_run, exit_with_parent, leave_process_group, owns_run
 from lightning_modules.image_logging import log_image_grid
 from operators.base import ForwardOperator
 from solvers.base import Solver
@@ -201,6 +201,10 @@ class InversionModule(LightningModule):
     def on_predict_start(self) -> None:
         if os.getpid() != self.launcher_pid:  # a spawned DDP worker: die with the process that owns the run
             exit_with_parent()
+
+    def teardown(self, stage: str) -> None:
+        # not on_predict_end: Lightning skips the loop's hooks on a rank whose shard is empty
+        leave_process_group()  # every rank's parts are written once this returns
 
     def predict_step(self, batch, batch_idx):
         index = batch["index"].tolist()
