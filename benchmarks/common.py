@@ -148,6 +148,27 @@ def plot_curves(curves: dict[str, dict[str, list]], path: Path, xlabel: str, yla
     return path
 
 
+def save_grid(priors: dict, path: Path, n: int = 64) -> None:
+    """One panel per prior: ``{name: (prior, FD)}`` -> a grid of ``n`` seeded samples of each, titled by its FD."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    fig, axes = plt.subplots(1, len(priors), figsize=(4.2 * len(priors), 4.6))
+    for ax, (name, (prior, fd)) in zip(list(axes) if len(priors) > 1 else [axes], priors.items()):
+        with torch.no_grad():
+            x = prior(prior.sample_latent(n, generator=torch.Generator().manual_seed(0)))
+        ax.imshow(make_grid(x, nrow=8, padding=1, pad_value=1.0).permute(1, 2, 0).numpy())
+        ax.set_title(f"{name}: FD {fd:.1f}")
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+
+
 def gan_training_phases(module, real, batch: int, context=contextlib.nullcontext) -> dict:
     """The optimizer steps of one GAN training iteration as separate calls, for timing: discriminator,
     generator, the lazy R1 / path-length regularisers and the EMA (lightning_modules.adversarial's

@@ -33,7 +33,8 @@ from lightning.pytorch import Callback
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common.atomic import atomic_open, write_json  # noqa: E402
+from benchmarks.common import save_grid  # noqa: E402
+from common.atomic import write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = ("dcgan", "rtil_dcgan")
@@ -107,26 +108,6 @@ def train(model: str, args: argparse.Namespace, prior_path: Path) -> dict:
            "final": curve[-1], "first_reached": reached}
     save_prior(module.export_prior(), prior_path)
     return row
-
-
-def save_grid(priors: dict, path: Path, n: int = 64) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from torchvision.utils import make_grid
-
-    fig, axes = plt.subplots(1, len(priors), figsize=(4.2 * len(priors), 4.6))
-    for ax, (name, (prior, fd)) in zip(list(axes) if len(priors) > 1 else [axes], priors.items()):
-        with torch.no_grad():
-            x = prior(prior.sample_latent(n, generator=torch.Generator().manual_seed(0)))
-        ax.imshow(make_grid(x, nrow=8, padding=1, pad_value=1.0).permute(1, 2, 0).numpy())
-        ax.set_title(f"{name}: FD {fd:.1f}")
-        ax.axis("off")
-    fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
 
 
 def main() -> None:

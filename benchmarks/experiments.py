@@ -6,7 +6,7 @@
     python benchmarks/experiments.py prilo_table3            # PRILO table 3 rows (ablations x MII / LI), Fourier PR
     python benchmarks/experiments.py prilo_table1 --dataset fmnist   # PRILO table 1 column (invert.py rows + oracle bound)
     python benchmarks/experiments.py ilo_small               # ILO section 4: CSGM vs ILO, four tasks, ratio sweeps
-    python benchmarks/experiments.py rtil_figs               # RTIL figs. 4-5: vanilla vs RTIL DCGAN, then ILO
+    python benchmarks/experiments.py rtil_figs               # RTIL figs. 4-5: vanilla vs RTIL DCGANs; ILO, mGANprior
 
 Every subcommand composes its preset exactly as ``python invert.py +experiment=NAME`` does, with the
 sweep of the preset's ``hydra.sweeper.params`` (or the per-task ratio axes below), solves the first
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import (RESULTS_DIR, compose_experiment, experiment_sweep, plot_curves,  # noqa: E402
-                               save_results, scale_steps, test_images, wilson_ci95)
+                               save_grid, save_results, scale_steps, test_images, wilson_ci95)
 from common.atomic import write_json  # noqa: E402
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
 from evaluation.report import mean_ci95  # noqa: E402
@@ -104,6 +104,7 @@ class Experiment:
                "measurement_error_mean": float(error.mean())}
         for key, values in metrics.items():
             row[f"{key}_mean"], row[f"{key}_ci95"] = mean_ci95(values.tolist())
+        row["psnr_values"] = metrics["psnr"].tolist()  # per image, for paired comparisons
         return self.add(row)
 
     def add(self, row: dict) -> dict:
@@ -356,14 +357,20 @@ def _task_sweep(exp: Experiment, methods: dict[str, list[str]], operators: list[
 
 
 def _task_plots_and_table(exp: Experiment, operators: list[str], paper: str) -> str:
+    bounds = [r for r in exp.rows if r["operator"] == "oracle"]  # one per prior, the same at every ratio
     for op in operators:
         rows = [r for r in exp.rows if r["operator"] == op]
-        plot_curves(exp.curves(rows, "ratio", "psnr"), exp.out_path().with_name(f"{exp.name}_{op}.png"),
+        curves = exp.curves(rows, "ratio", "psnr")
+        xs = sorted({float(r["ratio"]) for r in rows})
+        for b in bounds:
+            curves[b["label"]] = {"x": xs, "y": [b["psnr_mean"]] * len(xs), "yerr": [b["psnr_ci95"]] * len(xs)}
+        plot_curves(curves, exp.out_path().with_name(f"{exp.name}_{op}.png"),
                     TASK_AXES[op][2], "PSNR (dB)", f"{exp.name}: {op}, 95% CI")
     lines = ["| task | ratio | method | PSNR (dB) | SSIM | LPIPS | paper |", "|---|---|---|---|---|---|---|"]
     for r in exp.rows:
-        lines.append(f"| {r['operator']} | {r['ratio']} | {r['label']} | {_pm(r, 'psnr', '.2f')} | "
-                     f"{_pm(r, 'ssim', '.3f')} | {_pm(r, 'lpips', '.3f')} | {paper} |")
+        lines.append(f"| {r['operator']} | {'–' if r['ratio'] is None else r['ratio']} | {r['label']} | "
+                     f"{_pm(r, 'psnr', '.2f')} | {_pm(r, 'ssim', '.3f')} | {_pm(r, 'lpips', '.3f')} | "
+                     f"{'–' if r['operator'] == 'oracle' else paper} |")
     return "\n".join(lines)
 
 
@@ -401,22 +408,114 @@ def _train_prior(model: str, path: Path, epochs: int) -> None:
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": "offline"})
 
 
+#: RTIL figures 4 and 5: preset -> (method, the vanilla model, the RTIL model trained for that method)
+RTIL_FIGURES = {"rtil_figs": ("ILO", "dcgan", "rtil_dcgan"), "rtil_figs_mgan": ("mGANprior", "dcgan", "rtil_mgan_dcgan")}
+
+
+def _oracle_bound_row(exp: Experiment, cfg, prior, method: str, x: torch.Tensor, indices, label: str) -> dict:
+    """The method's output space fitted to the ground truth (an oracle): ILO's spaces by
+    evaluation.oracle_bound (best space per image); mGANprior run with A = I on the clean image."""
+    from evaluation.oracle_bound import RANGE, fit, output_spaces
+    from solvers.initialization import RandomInit
+
+    start = time.perf_counter()
+    if method == "ILO":
+        steps = max(1, round(1000 * exp.args.step_fraction))
+        with torch.enable_grad():
+            fits = fit(prior, x, indices, output_spaces(cfg.solver, prior.num_layers), RandomInit(), 1, steps, 0.05)
+        mse = torch.stack([(f.clamp(0, 1) - x).pow(2).flatten(1).mean(1) for f in fits.values()])
+        x_hat = torch.stack(list(fits.values()))[mse.argmin(0), torch.arange(len(x))]
+        spaces = f"best of {', '.join(fits)} ({RANGE}: z only)"
+    else:
+        identity = exp.config(f"prior.checkpoint={cfg.prior.checkpoint}", "operator=denoising", "operator.noise_std=0")
+        x_hat, _, _ = exp.solve(identity, x, indices, prior=prior)
+        spaces = "the solver with A = I on the clean image"
+    error = (x_hat.clamp(0, 1) - x).pow(2).flatten(1).sum(1)
+    row = exp.image_row(label, {"operator": "oracle", "ratio": None, "prior": cfg.prior.checkpoint, "axis": ["operator"],
+                                "oracle_spaces": spaces}, x_hat, x, error, (time.perf_counter() - start) / len(x))
+    return row
+
+
+def _prior_quality(exp: Experiment, paths: dict[str, str]) -> dict[str, dict]:
+    """FD / IS of each prior (features of the project's digit classifier, evaluation/sample_quality.py,
+    not Inception-v3) on seeded samples against the default data's train digits; a grid of samples."""
+    from common.instantiate import instantiate
+    from evaluation.sample_quality import ClassifierRecipe, sample_quality_for
+    from priors.io import load_prior
+
+    datamodule = instantiate(compose_experiment("rtil_figs").data)
+    datamodule.prepare_data()
+    quick = exp.args.quick
+    recipe = ClassifierRecipe(steps=20) if quick else ClassifierRecipe()
+    metric, record = sample_quality_for(datamodule, recipe, max_real=200 if quick else None, verbose=not quick)
+    samples = 64 if quick else 2000
+    scores, panels = {}, {}
+    for model, path in paths.items():
+        prior = load_prior(path).eval().requires_grad_(False)
+        scores[model] = metric.of_prior(prior, samples, seed=0) | {"prior": path, "classifier_test_accuracy": record["test_accuracy"]}
+        panels[model] = (prior, scores[model]["fd"])
+    out = exp.out_path().with_name(f"{exp.name}_samples.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_grid(panels, out)
+    print(f"saved {out}")
+    return scores
+
+
+def _paired_differences(exp: Experiment, vanilla: str, rtil: str) -> list[dict]:
+    """Per task point, RTIL minus vanilla PSNR on the same images (mean ± 95% CI of the paired differences)."""
+    by_key = {(r["label"], r["operator"], r["ratio"]): r for r in exp.rows}
+    out = []
+    for (label, op, ratio), r in by_key.items():
+        if not label.startswith(f"{rtil}:") or op == "oracle":
+            continue
+        base = by_key[(label.replace(f"{rtil}:", f"{vanilla}:", 1), op, ratio)]
+        diff = [a - b for a, b in zip(r["psnr_values"], base["psnr_values"])]
+        mean, ci = mean_ci95(diff)
+        out.append({"operator": op, "ratio": ratio, "psnr_rtil_minus_vanilla_mean": mean,
+                    "psnr_rtil_minus_vanilla_ci95": ci, "rtil_better": sum(d > 0 for d in diff), "images": len(diff)})
+    return out
+
+
 def rtil_figs(args) -> Experiment:
+    """Figures 4 (ILO) and 5 (mGANprior): each method on its vanilla and its RTIL prior, same data and budget."""
     from benchmarks.mganprior import ilo_radii
 
-    exp = Experiment("rtil_figs", args)
-    sweep = experiment_sweep(exp.name)
-    cfg0 = exp.config()
-    x, indices = test_images(_data_choice(exp.name), args.images or cfg0.num_images, **_data_overrides(cfg0))
-    operators = sweep["operator"][:1] if args.quick else sweep["operator"]
-    for path, model in zip(args.priors or sweep["prior.checkpoint"], ("dcgan", "rtil_dcgan")):
-        if args.quick and not Path(path).exists():
-            raise UserInputError(f"--quick uses existing priors; {path} is missing (train it: python train.py model={model})")
-        _train_prior(model, Path(path), args.train_epochs)
-        r1, r2 = ilo_radii(exp.prior(path))
-        radii = [f"solver.schedule.1.radius={r1:.1f}", f"solver.schedule.2.radius={r2:.1f}"]
-        _task_sweep(exp, {"ILO": radii}, operators, path, x, indices, prior_label=f"{model}: ")
-    return _finish(exp, _task_plots_and_table(exp, operators, "direction only (RTIL ≥ vanilla)"))
+    files = dict(zip(("dcgan", "rtil_dcgan", "rtil_mgan_dcgan"), args.priors)) if args.priors else {}
+    tables, exp = [], None
+    for name, (method, *models) in RTIL_FIGURES.items():
+        exp = Experiment(name, args)
+        sweep = experiment_sweep(name)
+        cfg0 = exp.config()
+        x, indices = test_images(_data_choice(name), args.images or cfg0.num_images, **_data_overrides(cfg0))
+        operators = sweep["operator"][:1] if args.quick else sweep["operator"]
+        paths = {model: files.get(model, preset) for model, preset in zip(models, sweep["prior.checkpoint"])}
+        for model, path in paths.items():
+            if args.quick and not Path(path).exists():
+                raise UserInputError(f"--quick uses existing priors; {path} is missing (train it: python train.py model={model})")
+            _train_prior(model, Path(path), args.train_epochs)
+            extra = []
+            if method == "ILO":
+                r1, r2 = ilo_radii(exp.prior(path))
+                extra = [f"solver.schedule.1.radius={r1:.1f}", f"solver.schedule.2.radius={r2:.1f}"]
+            _task_sweep(exp, {method: extra}, operators, path, x, indices, prior_label=f"{model}: ")
+            _oracle_bound_row(exp, exp.config(f"prior.checkpoint={path}", *extra), exp.prior(path), method, x, indices,
+                              f"{model}: oracle bound")
+        differences = _paired_differences(exp, *models)
+        quality = _prior_quality(exp, paths)
+        lines = [f"{method}: RTIL ({models[1]}) vs vanilla ({models[0]}), {len(x)} test images", "",
+                 "| prior | FD (classifier features) | IS | oracle bound PSNR (dB) | file |", "|---|---|---|---|---|"]
+        for model, q in quality.items():
+            bound = next(r for r in exp.rows if r["label"] == f"{model}: oracle bound")
+            lines.append(f"| {model} | {q['fd']:.1f} | {q['is']:.2f} | {_pm(bound, 'psnr', '.2f')} | {q['prior']} |")
+        lines += ["", "| task | ratio | PSNR RTIL − vanilla (dB, paired) | images where RTIL is better |", "|---|---|---|---|"]
+        lines += [f"| {d['operator']} | {d['ratio']} | {d['psnr_rtil_minus_vanilla_mean']:+.2f} ± "
+                  f"{d['psnr_rtil_minus_vanilla_ci95']:.2f} | {d['rtil_better']}/{d['images']} |" for d in differences]
+        table = _task_plots_and_table(exp, operators, "direction only (RTIL ≥ vanilla)")
+        tables.append("\n".join(lines) + "\n\n" + table)
+        path = exp.save(complete=True, markdown=tables[-1], paired_differences=differences, prior_quality=quality)
+        print(tables[-1])
+        print(f"wall time {time.perf_counter() - exp.started:.0f} s; results {path}")
+    return exp
 
 
 # -- entry point ----------------------------------------------------------------------------------------------
@@ -443,11 +542,12 @@ def main(argv=None) -> Experiment:
     parser.add_argument("--prior", default=None, help="prior file (default: the preset's or the default data's VAE)")
     parser.add_argument("--encoder", default=None, help="prilo_table3: LI encoder file")
     parser.add_argument("--inits", nargs="+", choices=["mii", "li"], default=None, help="prilo_table3: initialisations")
-    parser.add_argument("--priors", nargs=2, default=None, metavar=("VANILLA", "RTIL"),
-                        help="rtil_figs: the two prior files (default: the preset's; trained here when missing)")
+    parser.add_argument("--priors", nargs=3, default=None, metavar=("VANILLA", "RTIL", "RTIL_MGAN"),
+                        help="rtil_figs: the dcgan, rtil_dcgan and rtil_mgan_dcgan prior files (default: the "
+                             "presets'; trained here when missing)")
     parser.add_argument("--dataset", choices=["mnist", "fmnist"], default="mnist", help="prilo_table1: the column")
     parser.add_argument("--dcgan", action="store_true", help="ilo_small: the 64x64 face DCGAN preset (ilo_small_dcgan)")
-    parser.add_argument("--train-epochs", type=int, default=12, help="rtil_figs: epochs of each prior trained here")
+    parser.add_argument("--train-epochs", type=int, default=30, help="rtil_figs: epochs of each prior trained here")
     parser.add_argument("--out", default=None, help="prilo_table1: run folders (resumable)")
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every point")
     parser.add_argument("--threads", type=int, default=2)

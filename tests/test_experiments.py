@@ -104,7 +104,7 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
     runs = {"dpr_fig2": [], "prilo_fig3": ["--prior", vae], "dpr_fig3": ["--prior", vae],
             "prilo_table3": ["--prior", vae, "--inits", "mii"],
             "ilo_small": ["--dcgan", "--prior", dcgan],
-            "rtil_figs": ["--priors", dcgan, dcgan],
+            "rtil_figs": ["--priors", dcgan, dcgan, dcgan],
             "prilo_table1": ["--prior", vae, "--out", str(tmp_path / "table1"), "--override", "data=mnist_embedded"]}
     for name, extra in runs.items():
         exp = experiments.main([name, "--quick", "--threads", "1", *map(str, extra)])
@@ -112,6 +112,12 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
         assert payload["complete"] and payload["quick"] and payload["rows"], name
         assert "|" in payload["markdown"], name
         assert list(Path(tmp_path).glob(f"{exp.name}*.png")), name
+        if name == "rtil_figs":  # the same file as vanilla and RTIL prior: paired differences are exactly zero
+            assert payload["paired_differences"] and all(
+                d["psnr_rtil_minus_vanilla_mean"] == 0 for d in payload["paired_differences"])
+            assert set(payload["prior_quality"]) == {"dcgan", "rtil_mgan_dcgan"}
+            assert any(r["operator"] == "oracle" for r in payload["rows"])
+            assert (tmp_path / "rtil_figs_samples.png").exists() and (tmp_path / "rtil_figs_mgan_samples.png").exists()
     with pytest.raises(SystemExit):
         experiments.main(["dpr_fig2", "--images", "0"])
 
