@@ -408,8 +408,8 @@ def _train_prior(model: str, path: Path, epochs: int) -> None:
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": "offline"})
 
 
-#: RTIL figures 4 and 5: preset -> (method, the vanilla model, the RTIL model trained for that method)
-RTIL_FIGURES = {"rtil_figs": ("ILO", "dcgan", "rtil_dcgan"), "rtil_figs_mgan": ("mGANprior", "dcgan", "rtil_mgan_dcgan")}
+#: RTIL figures 4 and 5: figure -> (preset, method, the vanilla model, the RTIL model trained for that method)
+RTIL_FIGURES = {"4": ("rtil_figs", "ILO", "dcgan", "rtil_dcgan"), "5": ("rtil_figs_mgan", "mGANprior", "dcgan", "rtil_mgan_dcgan")}
 
 
 def _oracle_bound_row(exp: Experiment, cfg, prior, method: str, x: torch.Tensor, indices, label: str) -> dict:
@@ -482,7 +482,8 @@ def rtil_figs(args) -> Experiment:
 
     files = dict(zip(("dcgan", "rtil_dcgan", "rtil_mgan_dcgan"), args.priors)) if args.priors else {}
     tables, exp = [], None
-    for name, (method, *models) in RTIL_FIGURES.items():
+    for figure in args.figures:
+        name, method, *models = RTIL_FIGURES[figure]
         exp = Experiment(name, args)
         sweep = experiment_sweep(name)
         cfg0 = exp.config()
@@ -545,6 +546,8 @@ def main(argv=None) -> Experiment:
     parser.add_argument("--priors", nargs=3, default=None, metavar=("VANILLA", "RTIL", "RTIL_MGAN"),
                         help="rtil_figs: the dcgan, rtil_dcgan and rtil_mgan_dcgan prior files (default: the "
                              "presets'; trained here when missing)")
+    parser.add_argument("--figures", nargs="+", choices=list(RTIL_FIGURES), default=list(RTIL_FIGURES),
+                        help="rtil_figs: 4 (ILO), 5 (mGANprior) or both")
     parser.add_argument("--dataset", choices=["mnist", "fmnist"], default="mnist", help="prilo_table1: the column")
     parser.add_argument("--dcgan", action="store_true", help="ilo_small: the 64x64 face DCGAN preset (ilo_small_dcgan)")
     parser.add_argument("--train-epochs", type=int, default=30, help="rtil_figs: epochs of each prior trained here")
