@@ -413,27 +413,27 @@ RTIL_FIGURES = {"4": ("rtil_figs", "ILO", "dcgan", "rtil_dcgan"), "5": ("rtil_fi
 
 
 def _oracle_bound_row(exp: Experiment, cfg, prior, method: str, x: torch.Tensor, indices, label: str) -> dict:
-    """The method's output space fitted to the ground truth (an oracle): ILO's spaces by
-    evaluation.oracle_bound (best space per image); mGANprior run with A = I on the clean image."""
+    """The method's output space fitted to the ground truth (an oracle), per image the best of: G's range
+    (z only) and ILO's layer spaces (evaluation.oracle_bound), or mGANprior run with A = I on the clean image."""
+    from evaluation.metrics import psnr
     from evaluation.oracle_bound import RANGE, fit, output_spaces
     from solvers.initialization import RandomInit
 
     start = time.perf_counter()
-    if method == "ILO":
-        steps = max(1, round(1000 * exp.args.step_fraction))
-        with torch.enable_grad():
-            fits = fit(prior, x, indices, output_spaces(cfg.solver, prior.num_layers), RandomInit(), 1, steps, 0.05)
-        mse = torch.stack([(f.clamp(0, 1) - x).pow(2).flatten(1).mean(1) for f in fits.values()])
-        x_hat = torch.stack(list(fits.values()))[mse.argmin(0), torch.arange(len(x))]
-        spaces = f"best of {', '.join(fits)} ({RANGE}: z only)"
-    else:
+    spaces = output_spaces(cfg.solver, prior.num_layers) if method == "ILO" else {RANGE: {"kind": "init", "radius": None}}
+    with torch.enable_grad():
+        fits = fit(prior, x, indices, spaces, RandomInit(), 1, max(1, round(1000 * exp.args.step_fraction)), 0.05)
+    if method != "ILO":
         identity = exp.config(f"prior.checkpoint={cfg.prior.checkpoint}", "operator=denoising", "operator.noise_std=0")
-        x_hat, _, _ = exp.solve(identity, x, indices, prior=prior)
-        spaces = "the solver with A = I on the clean image"
+        fits[method] = exp.solve(identity, x, indices, prior=prior)[0]
+    mse = torch.stack([(f.clamp(0, 1) - x).pow(2).flatten(1).mean(1) for f in fits.values()])
+    x_hat = torch.stack(list(fits.values()))[mse.argmin(0), torch.arange(len(x))]
+    per_space = {name: mean_ci95(psnr(f, x).tolist()) for name, f in fits.items()}
+    point = {"operator": "oracle", "ratio": None, "prior": cfg.prior.checkpoint, "axis": ["operator"],
+             "oracle_spaces": f"best of {', '.join(fits)} ({RANGE}: z only)",
+             **{f"psnr_{name}_{stat}": v for name, pair in per_space.items() for stat, v in zip(("mean", "ci95"), pair)}}
     error = (x_hat.clamp(0, 1) - x).pow(2).flatten(1).sum(1)
-    row = exp.image_row(label, {"operator": "oracle", "ratio": None, "prior": cfg.prior.checkpoint, "axis": ["operator"],
-                                "oracle_spaces": spaces}, x_hat, x, error, (time.perf_counter() - start) / len(x))
-    return row
+    return exp.image_row(label, point, x_hat, x, error, (time.perf_counter() - start) / len(x))
 
 
 def _prior_quality(exp: Experiment, paths: dict[str, str]) -> dict[str, dict]:
@@ -504,10 +504,12 @@ def rtil_figs(args) -> Experiment:
         differences = _paired_differences(exp, *models)
         quality = _prior_quality(exp, paths)
         lines = [f"{method}: RTIL ({models[1]}) vs vanilla ({models[0]}), {len(x)} test images", "",
-                 "| prior | FD (classifier features) | IS | oracle bound PSNR (dB) | file |", "|---|---|---|---|---|"]
+                 "| prior | FD (classifier features) | IS | oracle bound PSNR (dB): G's range (z only) | oracle bound: "
+                 f"{method}'s output space | file |", "|---|---|---|---|---|---|"]
         for model, q in quality.items():
             bound = next(r for r in exp.rows if r["label"] == f"{model}: oracle bound")
-            lines.append(f"| {model} | {q['fd']:.1f} | {q['is']:.2f} | {_pm(bound, 'psnr', '.2f')} | {q['prior']} |")
+            lines.append(f"| {model} | {q['fd']:.1f} | {q['is']:.2f} | {_pm(bound, 'psnr_range', '.2f')} | "
+                         f"{_pm(bound, 'psnr', '.2f')} | {q['prior']} |")
         lines += ["", "| task | ratio | PSNR RTIL − vanilla (dB, paired) | images where RTIL is better |", "|---|---|---|---|"]
         lines += [f"| {d['operator']} | {d['ratio']} | {d['psnr_rtil_minus_vanilla_mean']:+.2f} ± "
                   f"{d['psnr_rtil_minus_vanilla_ci95']:.2f} | {d['rtil_better']}/{d['images']} |" for d in differences]
