@@ -316,7 +316,8 @@ def prilo_table1(args) -> Experiment:
     if args.step_fraction != 1 and not args.quick:
         raise UserInputError("prilo_table1 runs invert.py rows: shorten them with --override (e.g. "
                              "solver.schedule.0.steps=N), not --step-fraction")
-    quick_rows = {"ER": ["solver.iterations=2"], "DPR": ["solver.schedule=[{kind:init,steps:2,lr:0.1,radius:null}]"]}
+    quick_rows = {"oracle bound": ["oracle.steps=2", "init.num_candidates=16"], "ER": ["solver.iterations=2"],
+                  "DPR": ["solver.schedule=[{kind:init,steps:2,lr:0.1,radius:null}]"]}
     for row, (entry, overrides) in rows.items():
         if args.collect_only or (args.quick and row not in quick_rows):
             continue

@@ -118,6 +118,9 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
             assert set(payload["prior_quality"]) == {"dcgan", "rtil_mgan_dcgan"}
             assert any(r["operator"] == "oracle" for r in payload["rows"])
             assert (tmp_path / "rtil_figs_samples.png").exists() and (tmp_path / "rtil_figs_mgan_samples.png").exists()
+    table1 = experiments.main(["prilo_table1", "--quick", "--collect-only", *map(str, runs["prilo_table1"])])
+    labels = [r["label"] for r in json.loads(table1.out_path().read_text())["rows"]]
+    assert labels[0] == "oracle bound" and "DPR" in labels  # tabulated again from the run folders, nothing rerun
     with pytest.raises(SystemExit):
         experiments.main(["dpr_fig2", "--images", "0"])
 
