@@ -461,7 +461,7 @@ def _prior_quality(exp: Experiment, paths: dict[str, str]) -> dict[str, dict]:
     out = exp.out_path().with_name(f"{exp.name}_samples.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     save_grid(panels, out)
-    print(f"saved {out}")
+    print(f"saved {out}")  # save_grid itself is silent
     return scores
 
 
@@ -485,7 +485,7 @@ def rtil_figs(args) -> Experiment:
     from benchmarks.mganprior import ilo_radii
 
     files = dict(zip(("dcgan", "rtil_dcgan", "rtil_mgan_dcgan"), args.priors)) if args.priors else {}
-    tables, exp = [], None
+    exp = None
     for figure in args.figures:
         name, method, *models = RTIL_FIGURES[figure]
         exp = Experiment(name, args)
@@ -518,17 +518,14 @@ def rtil_figs(args) -> Experiment:
         lines += [f"| {d['operator']} | {d['ratio']} | {d['psnr_rtil_minus_vanilla_mean']:+.2f} ± "
                   f"{d['psnr_rtil_minus_vanilla_ci95']:.2f} | {d['rtil_better']}/{d['images']} |" for d in differences]
         table = _task_plots_and_table(exp, operators, "direction only (RTIL ≥ vanilla)")
-        tables.append("\n".join(lines) + "\n\n" + table)
-        path = exp.save(complete=True, markdown=tables[-1], paired_differences=differences, prior_quality=quality)
-        print(tables[-1])
-        print(f"wall time {time.perf_counter() - exp.started:.0f} s; results {path}")
+        _finish(exp, "\n".join(lines) + "\n\n" + table, paired_differences=differences, prior_quality=quality)
     return exp
 
 
 # -- entry point ----------------------------------------------------------------------------------------------
 
-def _finish(exp: Experiment, table: str) -> Experiment:
-    path = exp.save(complete=True, markdown=table)
+def _finish(exp: Experiment, table: str, **extra) -> Experiment:
+    path = exp.save(complete=True, markdown=table, **extra)
     print(table)
     print(f"wall time {time.perf_counter() - exp.started:.0f} s; results {path}")
     return exp
