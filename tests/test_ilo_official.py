@@ -174,3 +174,13 @@ def test_invert_cli_runs_official_ilo(tmp_path, prior):
     assert "ilo-gaussian" in (out / "summary.md").read_text()
     rows = (out / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 3 and all(",ok" in r or "status" in r for r in rows)
+
+
+@pytest.mark.parametrize("solver, lpips, geocross", [("ilo_stylegan", 1.0, 0.01), ("ilo_stylegan_mse", 0.0, 0.0)])
+def test_composed_official_ilo_loss_is_the_mean_squared_error_alone(solver, lpips, geocross):
+    """As invert.py composes it (defaults chain ilo -> ilo_stylegan), not as the file reads: the official loss
+    is 4 x the mean squared error on [0, 1] images (+ LPIPS, geocross), with no summed squared error on top."""
+    from benchmarks.common import compose_invert
+
+    loss = compose_invert(f"solver={solver}").solver.loss
+    assert dict(loss) == {"mse": 0.0, "mse_mean": 4.0, "lpips": lpips, "geocross": geocross}
