@@ -12,6 +12,7 @@ from benchmarks.common import compose_experiment, experiment_sweep, scale_steps,
 from common.cli import CONF_DIR, check_config
 from common.errors import UserInputError
 from evaluation.metrics import relative_error
+from priors.stylegan2 import StyleGAN2Prior
 from operators import GaussianPhaseRetrieval
 from priors.random_relu import RandomReLUGenerator
 from solvers.generative import GenerativeSolver
@@ -101,13 +102,22 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
     dcgan_config = {"_target_": "priors.dcgan.DCGANPrior", "size": 28, "channels": 1, "latent_dim": 8, "width": 4}
     dcgan = save_prior({"prior_config": dcgan_config, "state_dict": DCGANPrior(28, 1, 8, 4).state_dict(), "extra": {}},
                        tmp_path / "dcgan.pt")
-    runs = {"dpr_fig2": [], "prilo_fig3": ["--prior", vae], "dpr_fig3": ["--prior", vae],
-            "prilo_table3": ["--prior", vae, "--inits", "mii"],
-            "ilo_small": ["--dcgan", "--prior", dcgan],
-            "rtil_figs": ["--priors", dcgan, dcgan, dcgan],
-            "prilo_table1": ["--prior", vae, "--out", str(tmp_path / "table1"), "--override", "data=mnist_embedded"]}
-    for name, extra in runs.items():
-        exp = experiments.main([name, "--quick", "--threads", "1", *map(str, extra)])
+    torch.manual_seed(0)
+    stylegan = StyleGAN2Prior(size=32, channels=1, style_dim=16, n_mlp=2, max_channels=8)
+    stylegan.fit_latent_statistics(num_samples=100)
+    stylegan = save_prior({"prior_config": stylegan.config(), "state_dict": stylegan.state_dict(), "extra": {}},
+                          tmp_path / "stylegan2.pt")
+    runs = {"dpr_fig2": ["dpr_fig2"], "prilo_fig3": ["prilo_fig3", "--prior", vae],
+            "dpr_fig3": ["dpr_fig3", "--prior", vae],
+            "prilo_table3": ["prilo_table3", "--prior", vae, "--inits", "mii"],
+            "ilo_small_dcgan": ["ilo_small", "--dcgan", "--prior", dcgan],
+            "ilo_small": ["ilo_small", "--prior", stylegan],
+            "rtil_figs": ["rtil_figs", "--priors", dcgan, dcgan, dcgan],
+            "rtil_mgan_recipe": ["rtil_mgan_recipe"],
+            "prilo_table1": ["prilo_table1", "--prior", vae, "--out", str(tmp_path / "table1"),
+                             "--override", "data=mnist_embedded"]}
+    for name, command in runs.items():
+        exp = experiments.main([command[0], "--quick", "--threads", "1", *map(str, command[1:])])
         payload = json.loads(exp.out_path().read_text())
         assert payload["complete"] and payload["quick"] and payload["rows"], name
         assert "|" in payload["markdown"], name
@@ -118,7 +128,13 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
             assert set(payload["prior_quality"]) == {"dcgan", "rtil_mgan_dcgan"}
             assert any(r["operator"] == "oracle" for r in payload["rows"])
             assert (tmp_path / "rtil_figs_samples.png").exists() and (tmp_path / "rtil_figs_mgan_samples.png").exists()
-    table1 = experiments.main(["prilo_table1", "--quick", "--collect-only", *map(str, runs["prilo_table1"])])
+        if name == "ilo_small":  # StyleGAN2 on real digits: the prior's oracle bound per space beside CSGM and ILO
+            bound = next(r for r in payload["rows"] if r["operator"] == "oracle")
+            assert {"psnr_range_mean", "psnr_layer1_mean"} <= set(bound)
+        if name == "rtil_mgan_recipe":  # tuned on validation digits, the chosen recipe is an RTIL one
+            assert payload["split"] == "val" and all(r["split"] == "val" for r in payload["rows"])
+            assert payload["chosen"] in payload["prior_quality"] and "vanilla" not in payload["chosen"]
+    table1 = experiments.main([*map(str, runs["prilo_table1"]), "--quick", "--collect-only"])
     labels = [r["label"] for r in json.loads(table1.out_path().read_text())["rows"]]
     assert labels[0] == "oracle bound" and "DPR" in labels  # tabulated again from the run folders, nothing rerun
     with pytest.raises(SystemExit):
