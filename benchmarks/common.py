@@ -150,6 +150,8 @@ def plot_curves(curves: dict[str, dict[str, list]], path: Path, xlabel: str, yla
 
 def save_grid(priors: dict, path: Path, n: int = 64) -> None:
     """One panel per prior: ``{name: (prior, FD)}`` -> a grid of ``n`` seeded samples of each, titled by its FD."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,7 +163,7 @@ def save_grid(priors: dict, path: Path, n: int = 64) -> None:
         with torch.no_grad():
             x = prior(prior.sample_latent(n, generator=torch.Generator().manual_seed(0)))
         ax.imshow(make_grid(x, nrow=8, padding=1, pad_value=1.0).permute(1, 2, 0).numpy())
-        ax.set_title(f"{name}: FD {fd:.1f}")
+        ax.set_title(textwrap.fill(f"{name}: FD {fd:.1f}", 36), fontsize=10)
         ax.axis("off")
     fig.tight_layout()
     with atomic_open(path, "wb") as f:

@@ -533,10 +533,13 @@ def rtil_figs(args) -> Experiment:
 #: rtil_mgan_recipe: label -> (file stem, model, train.py overrides); the first row is the vanilla reference
 MGAN_RECIPES = {
     "vanilla DCGAN (reference)": ("dcgan", "dcgan", []),
-    "N 20, split 2, lambda 0.5 (conf/model/rtil_mgan_dcgan.yaml)": ("n20_split2", "rtil_mgan_dcgan", []),
+    "N 20, split 2, lambda 0.5 (the paper's N)": ("n20_split2", "rtil_mgan_dcgan", ["model.module.rtil.num_codes=20"]),
+    "N 10, split 2, lambda 0.5": ("n10_split2", "rtil_mgan_dcgan", ["model.module.rtil.num_codes=10"]),
     "N 5, split 2, lambda 0.5": ("n5_split2", "rtil_mgan_dcgan", ["model.module.rtil.num_codes=5"]),
-    "N 20, split 1, lambda 0.5": ("n20_split1", "rtil_mgan_dcgan", ["model.module.rtil.layers=[1]"]),
-    "N 20, split 2, lambda 0.8": ("n20_split2_lambda0.8", "rtil_mgan_dcgan", ["model.module.rtil.lambda_=0.8"]),
+    "N 20, split 1, lambda 0.5": ("n20_split1", "rtil_mgan_dcgan", ["model.module.rtil.num_codes=20",
+                                                                     "model.module.rtil.layers=[1]"]),
+    "N 20, split 2, lambda 0.8": ("n20_split2_lambda0.8", "rtil_mgan_dcgan", ["model.module.rtil.num_codes=20",
+                                                                               "model.module.rtil.lambda_=0.8"]),
 }
 
 

@@ -94,5 +94,5 @@ def test_rtil_mgan_dcgan_config_trains_the_family_on_the_default_data():
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["model=rtil_mgan_dcgan"])
     module = instantiate(cfg.model.module)
-    assert module.family == "multicode" and module.num_codes == 20 and module.members == [(0, 0.5), (2, 0.5)]
+    assert module.family == "multicode" and module.num_codes == 5 and module.members == [(0, 0.5), (2, 0.5)]  # N chosen on val
     assert module.prior.image_shape == (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
