@@ -393,14 +393,14 @@ def _own_or_prior_samples(exp: Experiment, cfg, prior_path: str):
     return test_images(choice, exp.args.images or cfg.num_images, **extra)
 
 
-def _total_steps(exp: Experiment, *overrides: str) -> int:
-    """Optimizer steps of a solver's whole schedule as the preset composes it (before --step-fraction)."""
-    return sum(int(stage.steps) for stage in compose_experiment(exp.name, *exp.data_overrides, *overrides).solver.schedule)
+def _stage_steps(exp: Experiment, *overrides: str) -> list[int]:
+    """Optimizer steps of each stage of a solver's schedule as the preset composes it (before --step-fraction)."""
+    return [int(stage.steps) for stage in compose_experiment(exp.name, *exp.data_overrides, *overrides).solver.schedule]
 
 
 def _stretched_schedule(exp: Experiment, total: int, *overrides: str) -> list[str]:
     """Overrides giving each stage of the solver's schedule its share of ``total`` steps (equal-compute rows)."""
-    steps = [int(stage.steps) for stage in compose_experiment(exp.name, *exp.data_overrides, *overrides).solver.schedule]
+    steps = _stage_steps(exp, *overrides)
     return [f"solver.schedule.{i}.steps={max(1, round(n * total / sum(steps)))}" for i, n in enumerate(steps)]
 
 
@@ -412,7 +412,7 @@ def ilo_small(args) -> Experiment:
     ilo = "solver=ilo_dcgan" if args.dcgan else "solver=ilo_stylegan_mse"
     init = "init=random" if args.dcgan else "init=gaussian"
     methods = {"CSGM": ["solver=csgm", init], "ILO": [ilo, init]}
-    budget = {label: _total_steps(exp, *overrides) for label, overrides in methods.items()}
+    budget = {label: sum(_stage_steps(exp, *overrides)) for label, overrides in methods.items()}
     if budget["ILO"] < 0.8 * budget["CSGM"]:  # the paper's ILO schedule, and ILO with CSGM's step count
         methods[f"ILO, {budget['CSGM']} steps"] = [ilo, init, *_stretched_schedule(exp, budget["CSGM"], ilo, init)]
     operators = ["cs_circulant", "inpainting", "super_resolution", "denoising"]

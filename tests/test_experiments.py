@@ -131,6 +131,8 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
         if name == "ilo_small":  # StyleGAN2 on real digits: the prior's oracle bound per space beside CSGM and ILO
             bound = next(r for r in payload["rows"] if r["operator"] == "oracle")
             assert {"psnr_range_mean", "psnr_layer1_mean"} <= set(bound)
+            # the official ILO schedule has 150 steps, CSGM 1000: ILO is also run with CSGM's step count
+            assert {r["label"] for r in payload["rows"]} >= {"CSGM", "ILO", "ILO, 1000 steps"}
         if name == "rtil_mgan_recipe":  # tuned on validation digits, the chosen recipe is an RTIL one
             assert payload["split"] == "val" and all(r["split"] == "val" for r in payload["rows"])
             assert payload["chosen"] in payload["prior_quality"] and "vanilla" not in payload["chosen"]
