@@ -395,14 +395,18 @@ def _own_or_prior_samples(exp: Experiment, cfg, prior_path: str):
 
 
 def _stage_steps(exp: Experiment, *overrides: str) -> list[int]:
-    """Optimizer steps of each stage of a solver's schedule as the preset composes it (before --step-fraction)."""
-    return [int(stage.steps) for stage in compose_experiment(exp.name, *exp.data_overrides, *overrides).solver.schedule]
+    """Optimizer steps of each item of a solver's schedule as the preset composes it (before --step-fraction;
+    ``stage_defaults`` filled in, a repeated block counted whole)."""
+    from solvers.schedule import parse_schedule
+
+    solver = compose_experiment(exp.name, *exp.data_overrides, *overrides).solver
+    return [sum(stage.steps for stage in parse_schedule([item], solver.get("stage_defaults"))) for item in solver.schedule]
 
 
 def _stretched_schedule(exp: Experiment, total: int, *overrides: str) -> list[str]:
-    """Overrides giving each stage of the solver's schedule its share of ``total`` steps (equal-compute rows)."""
+    """Overrides giving each stage of a flat schedule its share of ``total`` steps (equal-compute rows)."""
     steps = _stage_steps(exp, *overrides)
-    return [f"solver.schedule.{i}.steps={max(1, round(n * total / sum(steps)))}" for i, n in enumerate(steps)]
+    return [f"++solver.schedule.{i}.steps={max(1, round(n * total / sum(steps)))}" for i, n in enumerate(steps)]
 
 
 def ilo_small(args) -> Experiment:

@@ -28,7 +28,7 @@ SOLVERS = sorted(p.stem for p in (CONF_DIR / "solver").glob("*.yaml"))
 SHORT_TRAIN = ["trainer.max_steps=2", "data.batch_size=4", "logger=csv", "trainer.enable_progress_bar=false"]
 #: what the export message says will load a model's prior by default
 USED_BY = {"vae": "invert.py",
-           "stylegan2": "invert.py solver=ilo_stylegan|ilo_stylegan_l1|prilo_mii_stylegan|prilo_stylegan",
+           "stylegan2": "invert.py solver=ilo_stylegan|ilo_stylegan_l1|ilo_stylegan_mse|prilo_mii_stylegan|prilo_stylegan",
            "pggan": "invert.py solver=mganprior", "dcgan": "invert.py solver=ilo_dcgan|prilo_dcgan"}
 #: the resolution each model brings to the 28x28 default digits
 RESOLUTION = {"stylegan2": 32, "stylegan2_small": 32, "rtil_stylegan2": 32, "pggan": 32, "rtil_pggan": 32, "rtil_mgan_pggan": 32}
