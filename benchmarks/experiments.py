@@ -15,11 +15,12 @@ PNG plot with 95% confidence intervals beside it, and prints a markdown table wi
 numbers where the paper prints them. One subcommand tunes, on the validation split only:
 
     python benchmarks/experiments.py rtil_mgan_recipe --train-epochs 8   # which RTIL multi-code DCGAN recipe trains
+    python benchmarks/experiments.py mgan_lr --step-fraction 0.16          # mGANprior's learning rate on that DCGAN
 
 ``--step-fraction`` scales every configured step count (1 = the preset's schedules, the papers' scale);
 a GPU rerun at the paper's scale changes only ``--images``.
 ``--quick`` (2 images or instances, 1% of the steps, one point per curve) only checks that the
-pipeline runs; its outputs go to the system temp folder. Apart from rtil_mgan_recipe nothing here tunes
+pipeline runs; its outputs go to the system temp folder. Apart from rtil_mgan_recipe and mgan_lr nothing here tunes
 anything: reported numbers are on the test split (dpr_fig2: instance seeds 0..N-1); settings are the presets'.
 """
 from __future__ import annotations
@@ -65,13 +66,14 @@ TASK_AXES = {
 class Experiment:
     """One subcommand's run: composes points of a preset, caches priors, solves, collects rows, saves."""
 
-    def __init__(self, name: str, args):
+    def __init__(self, name: str, args, preset: str | None = None):
         self.name, self.args, self.rows, self.started = name, args, [], time.perf_counter()
+        self.preset = preset or name  # the conf/experiment preset its points compose (name: its results file)
         self.priors: dict[str, torch.nn.Module] = {}
         self.data_overrides: list[str] = []  # e.g. data=prior_samples: the shape of the prior sampled
 
     def config(self, *overrides: str):
-        cfg = compose_experiment(self.name, *self.data_overrides, *self.args.override, *overrides)
+        cfg = compose_experiment(self.preset, *self.data_overrides, *self.args.override, *overrides)
         scale_steps(cfg.solver, self.args.step_fraction)
         return cfg
 
@@ -399,7 +401,7 @@ def _stage_steps(exp: Experiment, *overrides: str) -> list[int]:
     ``stage_defaults`` filled in, a repeated block counted whole)."""
     from solvers.schedule import parse_schedule
 
-    solver = compose_experiment(exp.name, *exp.data_overrides, *overrides).solver
+    solver = compose_experiment(exp.preset, *exp.data_overrides, *overrides).solver
     return [sum(stage.steps for stage in parse_schedule([item], solver.get("stage_defaults"))) for item in solver.schedule]
 
 
@@ -604,6 +606,34 @@ def rtil_mgan_recipe(args) -> Experiment:
     return _finish(exp, "\n".join(lines), prior_quality=quality, chosen=chosen, split="val")
 
 
+#: mgan_lr: mGANprior learning rates tried on validation digits (RTIL A.4: Adam at 0.1 for its PGGAN)
+MGAN_LEARNING_RATES = (0.1, 0.03, 0.01, 0.003)
+
+
+def mgan_lr(args) -> Experiment:
+    """mGANprior's learning rate for figure 5's DCGAN, chosen on the validation split only: each rate fits the clean
+    image (A = I) of ``--images`` validation digits with the preset's solver and N codes; rule: the lowest
+    measurement error (here the distance to the clean image itself, so no ground truth beyond the measurements)."""
+    exp = Experiment("mgan_lr", args, preset="rtil_figs_mgan")
+    path = args.prior or compose_experiment("rtil_figs_mgan").prior.checkpoint
+    x, indices = tuning_images("val", num_images=2 if args.quick else args.images or 8)
+    for lr in MGAN_LEARNING_RATES[:2] if args.quick else MGAN_LEARNING_RATES:
+        cfg = exp.config(f"prior.checkpoint={path}", "operator=denoising", "operator.noise_std=0", f"solver.lr={lr}")
+        x_hat, error, seconds = exp.solve(cfg, x, indices, prior=exp.prior(path))
+        exp.image_row(f"lr {lr}", {"operator": "denoising, noise 0 (A = I)", "ratio": None, "lr": lr, "prior": path,
+                                   "split": "val", "steps": int(cfg.solver.steps)}, x_hat, x, error, seconds)
+    chosen = min(exp.rows, key=lambda r: r["measurement_error_mean"])["lr"]
+    plot_curves({"mGANprior, A = I": {"x": [r["lr"] for r in exp.rows], "y": [r["psnr_mean"] for r in exp.rows],
+                                      "yerr": [r["psnr_ci95"] for r in exp.rows]}},
+                exp.out_path().with_name(f"{exp.name}.png"), "learning rate", "PSNR (dB)", "mgan_lr: validation, 95% CI",
+                logx=True)
+    lines = [f"mGANprior on {len(x)} validation digits, A = I, {exp.rows[0]['steps']} steps, prior {path}; "
+             "rule: lowest measurement error", "", "| lr | measurement error | PSNR (dB) | SSIM |", "|---|---|---|---|"]
+    lines += [f"| {r['lr']}{' **(chosen)**' if r['lr'] == chosen else ''} | {r['measurement_error_mean']:.3g} | "
+              f"{_pm(r, 'psnr', '.2f')} | {_pm(r, 'ssim', '.3f')} |" for r in exp.rows]
+    return _finish(exp, "\n".join(lines), chosen=chosen, split="val")
+
+
 # -- entry point ----------------------------------------------------------------------------------------------
 
 def _finish(exp: Experiment, table: str, **extra) -> Experiment:
@@ -615,7 +645,7 @@ def _finish(exp: Experiment, table: str, **extra) -> Experiment:
 
 SUBCOMMANDS = {"dpr_fig2": dpr_fig2, "prilo_fig3": prilo_fig3, "dpr_fig3": dpr_fig3, "prilo_table3": prilo_table3,
                "prilo_table1": prilo_table1, "ilo_small": ilo_small, "rtil_figs": rtil_figs,
-               "rtil_mgan_recipe": rtil_mgan_recipe}
+               "rtil_mgan_recipe": rtil_mgan_recipe, "mgan_lr": mgan_lr}
 
 
 @exit_on_user_error

@@ -114,6 +114,7 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
             "ilo_small": ["ilo_small", "--prior", stylegan],
             "rtil_figs": ["rtil_figs", "--priors", dcgan, dcgan, dcgan],
             "rtil_mgan_recipe": ["rtil_mgan_recipe"],
+            "mgan_lr": ["mgan_lr", "--prior", dcgan],
             "prilo_table1": ["prilo_table1", "--prior", vae, "--out", str(tmp_path / "table1"),
                              "--override", "data=mnist_embedded"]}
     for name, command in runs.items():
@@ -133,6 +134,9 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
             assert {"psnr_range_mean", "psnr_layer1_mean"} <= set(bound)
             # the official ILO schedule has 150 steps, CSGM 1000: ILO is also run with CSGM's step count
             assert {r["label"] for r in payload["rows"]} >= {"CSGM", "ILO", "ILO, 1000 steps"}
+        if name == "mgan_lr":  # tuned on validation digits by the measurement error alone
+            assert payload["split"] == "val" and payload["chosen"] == min(
+                payload["rows"], key=lambda r: r["measurement_error_mean"])["lr"]
         if name == "rtil_mgan_recipe":  # tuned on validation digits, the chosen recipe is an RTIL one
             assert payload["split"] == "val" and all(r["split"] == "val" for r in payload["rows"])
             assert payload["chosen"] in payload["prior_quality"] and "vanilla" not in payload["chosen"]
