@@ -614,8 +614,9 @@ def mgan_lr(args) -> Experiment:
     """mGANprior's learning rate for figure 5's DCGAN, chosen on the validation split only: each rate fits the clean
     image (A = I) of ``--images`` validation digits with the preset's solver and N codes; rule: the lowest
     measurement error (here the distance to the clean image itself, so no ground truth beyond the measurements)."""
-    exp = Experiment("mgan_lr", args, preset="rtil_figs_mgan")
-    path = args.prior or compose_experiment("rtil_figs_mgan").prior.checkpoint
+    preset_prior = compose_experiment("rtil_figs_mgan").prior.checkpoint
+    path = args.prior or preset_prior
+    exp = Experiment("mgan_lr" if path == preset_prior else f"mgan_lr_{Path(path).stem}", args, preset="rtil_figs_mgan")
     x, indices = tuning_images("val", num_images=2 if args.quick else args.images or 8)
     for lr in MGAN_LEARNING_RATES[:2] if args.quick else MGAN_LEARNING_RATES:
         cfg = exp.config(f"prior.checkpoint={path}", "operator=denoising", "operator.noise_std=0", f"solver.lr={lr}")
