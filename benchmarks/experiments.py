@@ -6,7 +6,8 @@
     python benchmarks/experiments.py prilo_table3            # PRILO table 3 rows (ablations x MII / LI), Fourier PR
     python benchmarks/experiments.py prilo_table1 --dataset fmnist   # PRILO table 1 column (invert.py rows + oracle bound)
     python benchmarks/experiments.py ilo_small               # ILO section 4: CSGM vs ILO, four tasks, ratio sweeps
-    python benchmarks/experiments.py rtil_figs               # RTIL figs. 4-5: vanilla vs RTIL DCGANs; ILO, mGANprior
+    python benchmarks/experiments.py rtil_figs               # RTIL figs. 4-5: vanilla vs RTIL DCGANs (ILO, mGANprior)
+                                                             # and 32x32 StyleGAN2s (ILO)
 
 Every subcommand composes its preset exactly as ``python invert.py +experiment=NAME`` does, with the
 sweep of the preset's ``hydra.sweeper.params`` (or the per-task ratio axes below), solves the first
@@ -16,6 +17,7 @@ numbers where the paper prints them. One subcommand tunes, on the validation spl
 
     python benchmarks/experiments.py rtil_mgan_recipe --train-epochs 8   # which RTIL multi-code DCGAN recipe trains
     python benchmarks/experiments.py mgan_lr --step-fraction 0.16          # mGANprior's learning rate on that DCGAN
+    python benchmarks/experiments.py ilo_l1_radius                         # ILO's l1-ball radii on the small StyleGAN2
 
 ``--step-fraction`` scales every configured step count (1 = the preset's schedules, the papers' scale);
 a GPU rerun at the paper's scale changes only ``--images``.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -67,8 +70,8 @@ class Experiment:
     """One subcommand's run: composes points of a preset, caches priors, solves, collects rows, saves."""
 
     def __init__(self, name: str, args, preset: str | None = None):
-        self.name, self.args, self.rows, self.started = name, args, [], time.perf_counter()
-        self.preset = preset or name  # the conf/experiment preset its points compose (name: its results file)
+        self.name, self.args, self.rows, self.started = name + args.tag, args, [], time.perf_counter()
+        self.preset = preset or name  # the conf/experiment preset its points compose (name: its results files)
         self.priors: dict[str, torch.nn.Module] = {}
         self.data_overrides: list[str] = []  # e.g. data=prior_samples: the shape of the prior sampled
 
@@ -171,7 +174,7 @@ def dpr_fig2(args) -> Experiment:
     from operators.gaussian import GaussianPhaseRetrievalBank
 
     exp = Experiment("dpr_fig2", args)
-    sweep = experiment_sweep(exp.name)
+    sweep = experiment_sweep(exp.preset)
     ratios, checks = _axis(sweep["operator.ratio"], args.quick, args.axis), sweep["solver.negation_check"]
     instances = args.images or exp.config().num_images
     for ratio in ratios:
@@ -213,7 +216,7 @@ def _measurement_sweep(exp: Experiment, methods: dict[str, list[str]], operators
                        prior_path: str, title: str) -> None:
     args = exp.args
     cfg0 = exp.config(f"prior.checkpoint={prior_path}")
-    x, indices = test_images(_data_choice(exp.name), args.images or cfg0.num_images, **_data_overrides(cfg0))
+    x, indices = test_images(_data_choice(exp.preset), args.images or cfg0.num_images, **_data_overrides(cfg0))
     prior = exp.prior(prior_path)
     operators = operators[:1] if args.quick else operators
     for op in operators:
@@ -255,7 +258,7 @@ def _sweep_table(exp: Experiment, paper: str) -> str:
 
 def prilo_fig3(args) -> Experiment:
     exp = Experiment("prilo_fig3_gaussian", args)
-    sweep = experiment_sweep(exp.name)
+    sweep = experiment_sweep(exp.preset)
     methods = {"DPR": ["solver=dpr", "init=random"], "DPR-MII": ["solver=dpr", "init=mii"],
                "PRILO-MII": ["solver=prilo", "init=mii"], "WF": ["solver=wf", "init=random"]}
     _measurement_sweep(exp, methods, sweep["operator"], sweep["operator.m"], args.prior or
@@ -265,7 +268,7 @@ def prilo_fig3(args) -> Experiment:
 
 def dpr_fig3(args) -> Experiment:
     exp = Experiment("dpr_fig3", args)
-    sweep = experiment_sweep(exp.name)
+    sweep = experiment_sweep(exp.preset)
     methods = {"DPR": [], "WF": ["solver=wf", "init=random"]}
     _measurement_sweep(exp, methods, ["gaussian_pr"], sweep["operator.m"], args.prior or
                        exp.config().prior.checkpoint, "DPR fig. 3 (MNIST, latent-20 VAE)")
@@ -276,12 +279,12 @@ def dpr_fig3(args) -> Experiment:
 
 def prilo_table3(args) -> Experiment:
     exp = Experiment("prilo_table3", args)
-    sweep = experiment_sweep(exp.name)
+    sweep = experiment_sweep(exp.preset)
     prior_path = args.prior or "outputs/priors/vae_mnist_embedded.pt"
     cfg0 = exp.config(f"prior.checkpoint={prior_path}")
-    x, indices = test_images(_data_choice(exp.name), args.images or cfg0.num_images, **_data_overrides(cfg0))
+    x, indices = test_images(_data_choice(exp.preset), args.images or cfg0.num_images, **_data_overrides(cfg0))
     prior = exp.prior(prior_path)
-    encoder = args.encoder or f"outputs/encoders/encoder_li_{_data_choice(exp.name)}.pt"
+    encoder = args.encoder or f"outputs/encoders/encoder_li_{_data_choice(exp.preset)}.pt"
     for init in args.inits or sweep["init"]:
         for ablation in (sweep["+ablation"][:1] + sweep["+ablation"][-1:] if args.quick else sweep["+ablation"]):
             cfg = exp.config(f"prior.checkpoint={prior_path}", f"+ablation={ablation}", f"init={init}",
@@ -387,7 +390,7 @@ def _task_plots_and_table(exp: Experiment, operators: list[str], paper: str) -> 
 
 
 def _own_or_prior_samples(exp: Experiment, cfg, prior_path: str):
-    choice = _data_choice(exp.name)
+    choice = _data_choice(exp.preset)
     extra = {"checkpoint": prior_path} if choice == "prior_samples" else _data_overrides(cfg)
     if choice == "prior_samples":
         c, h, _ = exp.prior(prior_path).image_shape
@@ -411,6 +414,67 @@ def _stretched_schedule(exp: Experiment, total: int, *overrides: str) -> list[st
     return [f"++solver.schedule.{i}.steps={max(1, round(n * total / sum(steps)))}" for i, n in enumerate(steps)]
 
 
+#: ILO with l1 balls on the small StyleGAN2 (solver=ilo_stylegan_l1): each ball's radius as a fraction of the mean
+#: l1 norm of what it bounds (the maps at its split, the W+ code), over the prior's own samples; the config's
+#: radii (1000-3000) are for 256 maps and exceed this prior's map norms (160-640), i.e. no ball at all.
+#: Candidates of ilo_l1_radius (None: no balls); the chosen one, on validation digits:
+ILO_L1_FRACTIONS = [0.05, 0.1, 0.2, 0.4, None]
+ILO_L1_FRACTION = 0.1
+
+
+def _ilo_l1_balls(prior, fraction: float | None, samples: int = 256) -> list[str]:
+    """solver=ilo_stylegan_l1 overrides: each forward round's map and W+ radii at ``fraction`` of their mean l1 norms."""
+    from priors.base import LATENT, STATE
+
+    cfg = compose_experiment("ilo_small", "solver=ilo_stylegan_l1").solver
+    z = prior.sample_latent(samples, generator=torch.Generator().manual_seed(0))
+    out = []
+    for i, stage in enumerate(cfg.schedule):
+        if stage.kind != "forward":
+            continue
+        layer = prior.to_layer(z, stage.layer)
+        radius, latent = (float(layer[key].flatten(1).abs().sum(1).mean()) * fraction if fraction else None
+                          for key in (STATE, LATENT))
+        out += [f"solver.schedule.{i}.radius={radius if radius is None else f'{radius:.2f}'}",
+                f"solver.schedule.{i}.latent_radius={latent if latent is None else f'{latent:.2f}'}"]
+    return [o.replace("=None", "=null") for o in out]
+
+
+def ilo_l1_radius(args) -> Experiment:
+    """The l1-ball radii of ILO on the small StyleGAN2, chosen on the validation split only: ILO-l1 with each of
+    ILO_L1_FRACTIONS on ``--images`` validation digits, partial-circulant CS at m/n 0.05 and 0.25 (RTIL A.3 and ILO:
+    tuned on compressed sensing, reused for the other tasks); rule: the highest validation PSNR averaged over both."""
+    exp = Experiment("ilo_l1_radius", args, preset="ilo_small")
+    cfg0 = exp.config(*([f"prior.checkpoint={args.prior}"] if args.prior else []))
+    path = args.prior or cfg0.prior.checkpoint
+    prior = exp.prior(path)
+    x, indices = tuning_images("val", num_images=2 if args.quick else args.images or 16, **_data_overrides(cfg0))
+    fractions = ILO_L1_FRACTIONS[:2] if args.quick else ILO_L1_FRACTIONS
+    ratios = [0.25] if args.quick else [0.05, 0.25]
+    for fraction in fractions:
+        for ratio in ratios:
+            cfg = exp.config(f"prior.checkpoint={path}", "solver=ilo_stylegan_l1", "init=gaussian", "operator=cs_circulant",
+                             f"operator.ratio={ratio}", *_ilo_l1_balls(prior, fraction))
+            x_hat, error, seconds = exp.solve(cfg, x, indices, prior=prior)
+            exp.image_row(f"fraction {fraction}", {"operator": "cs_circulant", "ratio": ratio, "fraction": fraction,
+                                                   "prior": path, "split": "val"}, x_hat, x, error, seconds)
+    score = {f: sum(r["psnr_mean"] for r in exp.rows if r["fraction"] == f) / len(ratios) for f in fractions}
+    chosen = max(fractions, key=lambda f: score[f])
+    curves = {f"m/n {ratio}": {"x": list(range(len(fractions))),
+                               "y": [r["psnr_mean"] for r in exp.rows if r["ratio"] == ratio],
+                               "yerr": [r["psnr_ci95"] for r in exp.rows if r["ratio"] == ratio]} for ratio in ratios}
+    plot_curves(curves, exp.out_path().with_name(f"{exp.name}.png"),
+                f"radius fraction ({', '.join(map(str, fractions))}; None: no balls)", "PSNR (dB)",
+                "ilo_l1_radius: validation, 95% CI")
+    lines = [f"ILO-l1 on {len(x)} validation digits, partial-circulant CS, prior {path}; rule: highest mean PSNR", "",
+             "| radius fraction | " + " | ".join(f"PSNR m/n {r} (dB)" for r in ratios) + " | mean |",
+             "|---|" + "---|" * (len(ratios) + 1)]
+    for f in fractions:
+        cells = [_pm(r, "psnr", ".2f") for r in exp.rows if r["fraction"] == f]
+        lines.append(f"| {f}{' **(chosen)**' if f == chosen else ''} | {' | '.join(cells)} | {score[f]:.2f} |")
+    return _finish(exp, "\n".join(lines), chosen=chosen, split="val")
+
+
 def ilo_small(args) -> Experiment:
     exp = Experiment(f"ilo_small{'_dcgan' if args.dcgan else ''}", args)
     cfg0 = exp.config(*([f"prior.checkpoint={args.prior}"] if args.prior else []))
@@ -422,9 +486,12 @@ def ilo_small(args) -> Experiment:
     budget = {label: sum(_stage_steps(exp, *overrides)) for label, overrides in methods.items()}
     if budget["ILO"] < 0.8 * budget["CSGM"]:  # the paper's ILO schedule, and ILO with CSGM's step count
         methods[f"ILO, {budget['CSGM']} steps"] = [ilo, init, *_stretched_schedule(exp, budget["CSGM"], ilo, init)]
+    if not args.dcgan:  # ILO with its l1 balls (the paper's text), radii chosen on validation by ilo_l1_radius
+        methods[f"ILO-l1, radii {ILO_L1_FRACTION} of the norms"] = [
+            "solver=ilo_stylegan_l1", init, *_ilo_l1_balls(exp.prior(prior_path), ILO_L1_FRACTION)]
     operators = ["cs_circulant", "inpainting", "super_resolution", "denoising"]
     _task_sweep(exp, methods, operators[:1] if args.quick else operators, prior_path, x, indices)
-    if _data_choice(exp.name) != "prior_samples":  # on its own samples the bound is exact reconstruction
+    if _data_choice(exp.preset) != "prior_samples":  # on its own samples the bound is exact reconstruction
         _oracle_bound_row(exp, exp.config(f"prior.checkpoint={prior_path}", ilo, init), exp.prior(prior_path), "ILO",
                           x, indices, "oracle bound")
     return _finish(exp, _task_plots_and_table(exp, operators[:1] if args.quick else operators, "figure only"))
@@ -441,8 +508,11 @@ def _train_prior(model: str, path: Path, epochs: int, *overrides: str) -> None:
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": "offline"})
 
 
-#: RTIL figures 4 and 5: figure -> (preset, method, the vanilla model, the RTIL model trained for that method)
-RTIL_FIGURES = {"4": ("rtil_figs", "ILO", "dcgan", "rtil_dcgan"), "5": ("rtil_figs_mgan", "mGANprior", "dcgan", "rtil_mgan_dcgan")}
+#: RTIL figures 4 and 5: figure -> (preset, method, the vanilla model, the RTIL model trained for that method,
+#: epochs of each when trained here); 4-stylegan2: figure 4 on the narrow 32x32 StyleGAN2, ILO's own architecture
+RTIL_FIGURES = {"4": ("rtil_figs", "ILO", "dcgan", "rtil_dcgan", 30),
+                "5": ("rtil_figs_mgan", "mGANprior", "dcgan", "rtil_mgan_dcgan", 30),
+                "4-stylegan2": ("rtil_figs_stylegan2", "ILO", "stylegan2_small", "rtil_stylegan2_small", 35)}
 
 
 def _oracle_bound_row(exp: Experiment, cfg, prior, method: str, x: torch.Tensor, indices, label: str) -> dict:
@@ -476,7 +546,7 @@ def _prior_quality(exp: Experiment, paths: dict[str, str]) -> dict[str, dict]:
     from evaluation.sample_quality import ClassifierRecipe, sample_quality_for
     from priors.io import load_prior
 
-    datamodule = instantiate(compose_experiment("rtil_figs").data)
+    datamodule = instantiate(compose_experiment(exp.preset).data)
     datamodule.prepare_data()
     quick = exp.args.quick
     recipe = ClassifierRecipe(steps=20) if quick else ClassifierRecipe()
@@ -509,26 +579,37 @@ def _paired_differences(exp: Experiment, vanilla: str, rtil: str) -> list[dict]:
     return out
 
 
+def _prior_files(pairs: list[str]) -> dict[str, str]:
+    """``--priors MODEL=FILE ...`` as model -> file, models among RTIL_FIGURES'."""
+    models = {m for _, _, *ms, _ in RTIL_FIGURES.values() for m in ms}
+    files = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
+    wrong = [p for p in pairs if "=" not in p or p.split("=", 1)[0] not in models]
+    if wrong:
+        raise UserInputError(f"--priors {' '.join(wrong)}: give MODEL=FILE with MODEL one of {', '.join(sorted(models))}")
+    return files
+
+
 def rtil_figs(args) -> Experiment:
     """Figures 4 (ILO) and 5 (mGANprior): each method on its vanilla and its RTIL prior, same data and budget."""
     from benchmarks.mganprior import ilo_radii
 
-    files = dict(zip(("dcgan", "rtil_dcgan", "rtil_mgan_dcgan"), args.priors)) if args.priors else {}
+    files = _prior_files(args.priors or [])
     exp = None
     for figure in args.figures:
-        name, method, *models = RTIL_FIGURES[figure]
+        name, method, *models, epochs = RTIL_FIGURES[figure]
         exp = Experiment(name, args)
         sweep = experiment_sweep(name)
         cfg0 = exp.config()
         x, indices = test_images(_data_choice(name), args.images or cfg0.num_images, **_data_overrides(cfg0))
         operators = sweep["operator"][:1] if args.quick else sweep["operator"]
         paths = {model: files.get(model, preset) for model, preset in zip(models, sweep["prior.checkpoint"])}
+        balls = method == "ILO" and any(stage.get("radius") for stage in cfg0.solver.schedule[1:])
         for model, path in paths.items():
             if args.quick and not Path(path).exists():
                 raise UserInputError(f"--quick uses existing priors; {path} is missing (train it: python train.py model={model})")
-            _train_prior(model, Path(path), args.train_epochs)
+            _train_prior(model, Path(path), args.train_epochs or epochs)
             extra = []
-            if method == "ILO":
+            if balls:  # the preset's radii are another prior's: scaled to this one's map norms
                 r1, r2 = ilo_radii(exp.prior(path))
                 extra = [f"solver.schedule.1.radius={r1:.1f}", f"solver.schedule.2.radius={r2:.1f}"]
             _task_sweep(exp, {method: extra}, operators, path, x, indices, prior_label=f"{model}: ")
@@ -572,12 +653,12 @@ def rtil_mgan_recipe(args) -> Experiment:
     from evaluation.oracle_bound import RANGE, fit
     from solvers.initialization import RandomInit
 
-    exp = Experiment("rtil_mgan_recipe", args)
+    exp = Experiment("rtil_mgan_recipe", args, preset="rtil_figs_mgan")  # the figure whose prior it picks
     x, indices = tuning_images("val", num_images=2 if args.quick else args.images or 32)
     folder = Path(tempfile.gettempdir()) / "rtil_mgan_recipe" if args.quick else ROOT / "outputs/trials/rtil_mgan_recipe"
     recipes = dict(list(MGAN_RECIPES.items())[:2]) if args.quick else MGAN_RECIPES
     quick = ["trainer.limit_train_batches=2", "model.module.prior.width=4"] if args.quick else []
-    epochs = 1 if args.quick else args.train_epochs
+    epochs = 1 if args.quick else args.train_epochs or 30
     paths = {}
     for label, (stem, model, overrides) in recipes.items():
         path = folder / f"{stem}_e{epochs}.pt"
@@ -646,7 +727,7 @@ def _finish(exp: Experiment, table: str, **extra) -> Experiment:
 
 SUBCOMMANDS = {"dpr_fig2": dpr_fig2, "prilo_fig3": prilo_fig3, "dpr_fig3": dpr_fig3, "prilo_table3": prilo_table3,
                "prilo_table1": prilo_table1, "ilo_small": ilo_small, "rtil_figs": rtil_figs,
-               "rtil_mgan_recipe": rtil_mgan_recipe, "mgan_lr": mgan_lr}
+               "rtil_mgan_recipe": rtil_mgan_recipe, "mgan_lr": mgan_lr, "ilo_l1_radius": ilo_l1_radius}
 
 
 @exit_on_user_error
@@ -660,18 +741,21 @@ def main(argv=None) -> Experiment:
     parser.add_argument("--prior", default=None, help="prior file (default: the preset's or the default data's VAE)")
     parser.add_argument("--encoder", default=None, help="prilo_table3: LI encoder file")
     parser.add_argument("--inits", nargs="+", choices=["mii", "li"], default=None, help="prilo_table3: initialisations")
-    parser.add_argument("--priors", nargs=3, default=None, metavar=("VANILLA", "RTIL", "RTIL_MGAN"),
-                        help="rtil_figs: the dcgan, rtil_dcgan and rtil_mgan_dcgan prior files (default: the "
-                             "presets'; trained here when missing)")
+    parser.add_argument("--priors", nargs="+", default=None, metavar="MODEL=FILE",
+                        help="rtil_figs: prior files by model, e.g. dcgan=a.pt rtil_dcgan=b.pt (default: the presets'; "
+                             "trained here when missing)")
     parser.add_argument("--figures", nargs="+", choices=list(RTIL_FIGURES), default=list(RTIL_FIGURES),
-                        help="rtil_figs: 4 (ILO), 5 (mGANprior) or both")
+                        help="rtil_figs: 4 (ILO, DCGAN), 5 (mGANprior, DCGAN), 4-stylegan2 (ILO, 32x32 StyleGAN2)")
     parser.add_argument("--dataset", choices=["mnist", "fmnist"], default="mnist", help="prilo_table1: the column")
     parser.add_argument("--dcgan", action="store_true", help="ilo_small: the 64x64 face DCGAN preset (ilo_small_dcgan)")
-    parser.add_argument("--train-epochs", type=int, default=30, help="rtil_figs: epochs of each prior trained here")
+    parser.add_argument("--train-epochs", type=int, default=None,
+                        help="rtil_figs: epochs of each prior trained here (default: 30 for the DCGANs, 35 for the StyleGAN2s)")
     parser.add_argument("--out", default=None, help="prilo_table1: run folders (resumable)")
     parser.add_argument("--collect-only", action="store_true",
                         help="prilo_table1: tabulate the finished rows in the run folders, run nothing")
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every point")
+    parser.add_argument("--tag", default="", help="suffix of the results files, e.g. _lr0.003 for a run with --override "
+                        "solver.lr=0.003, so that a variant does not replace the preset's results")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="2 images, 1%% of the steps, one point per curve")
     args = parser.parse_args(argv)
@@ -679,6 +763,8 @@ def main(argv=None) -> Experiment:
         args.images, args.step_fraction = 2, 0.01
     if args.images is not None and args.images < 1:
         raise UserInputError(f"--images must be >= 1, got {args.images}")
+    if not re.fullmatch(r"[A-Za-z0-9._-]*", args.tag):
+        raise UserInputError(f"--tag {args.tag!r}: use letters, digits, '.', '_' or '-' (it becomes part of file names)")
     if not 0 < args.step_fraction:
         raise UserInputError(f"--step-fraction must be > 0, got {args.step_fraction}")
     torch.set_num_threads(args.threads)

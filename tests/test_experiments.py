@@ -112,9 +112,11 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
             "prilo_table3": ["prilo_table3", "--prior", vae, "--inits", "mii"],
             "ilo_small_dcgan": ["ilo_small", "--dcgan", "--prior", dcgan],
             "ilo_small": ["ilo_small", "--prior", stylegan],
-            "rtil_figs": ["rtil_figs", "--priors", dcgan, dcgan, dcgan],
+            "rtil_figs": ["rtil_figs", "--priors", f"dcgan={dcgan}", f"rtil_dcgan={dcgan}", f"rtil_mgan_dcgan={dcgan}",
+                          f"stylegan2_small={stylegan}", f"rtil_stylegan2_small={stylegan}"],
             "rtil_mgan_recipe": ["rtil_mgan_recipe"],
             "mgan_lr": ["mgan_lr", "--prior", dcgan],
+            "ilo_l1_radius": ["ilo_l1_radius", "--prior", stylegan],
             "prilo_table1": ["prilo_table1", "--prior", vae, "--out", str(tmp_path / "table1"),
                              "--override", "data=mnist_embedded"]}
     for name, command in runs.items():
@@ -124,19 +126,26 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
         assert "|" in payload["markdown"], name
         assert list(Path(tmp_path).glob(f"{exp.name}*.png")), name
         if name == "rtil_figs":  # the same file as vanilla and RTIL prior: paired differences are exactly zero
-            assert payload["paired_differences"] and all(
-                d["psnr_rtil_minus_vanilla_mean"] == 0 for d in payload["paired_differences"])
-            assert set(payload["prior_quality"]) == {"dcgan", "rtil_mgan_dcgan"}
-            assert any(r["operator"] == "oracle" for r in payload["rows"])
-            assert (tmp_path / "rtil_figs_samples.png").exists() and (tmp_path / "rtil_figs_mgan_samples.png").exists()
+            for figure, models in {"rtil_figs": {"dcgan", "rtil_dcgan"}, "rtil_figs_mgan": {"dcgan", "rtil_mgan_dcgan"},
+                                   "rtil_figs_stylegan2": {"stylegan2_small", "rtil_stylegan2_small"}}.items():
+                result = json.loads((tmp_path / f"{figure}_quick.json").read_text())
+                assert result["paired_differences"] and all(
+                    d["psnr_rtil_minus_vanilla_mean"] == 0 for d in result["paired_differences"]), figure
+                assert set(result["prior_quality"]) == models and (tmp_path / f"{figure}_samples.png").exists()
+                assert any(r["operator"] == "oracle" for r in result["rows"]), figure
         if name == "ilo_small":  # StyleGAN2 on real digits: the prior's oracle bound per space beside CSGM and ILO
             bound = next(r for r in payload["rows"] if r["operator"] == "oracle")
             assert {"psnr_range_mean", "psnr_layer1_mean"} <= set(bound)
             # the official ILO schedule has 150 steps, CSGM 1000: ILO is also run with CSGM's step count
             assert {r["label"] for r in payload["rows"]} >= {"CSGM", "ILO", "ILO, 1000 steps"}
+            assert any(r["label"].startswith("ILO-l1") for r in payload["rows"])  # and with its l1 balls
         if name == "mgan_lr":  # tuned on validation digits by the measurement error alone
             assert payload["split"] == "val" and payload["chosen"] == min(
                 payload["rows"], key=lambda r: r["measurement_error_mean"])["lr"]
+        if name == "ilo_l1_radius":  # tuned on validation digits, the highest mean PSNR over the CS ratios
+            assert payload["split"] == "val" and all(r["split"] == "val" for r in payload["rows"])
+            best = max(payload["rows"], key=lambda r: r["psnr_mean"])  # one ratio in quick mode
+            assert payload["chosen"] == best["fraction"]
         if name == "rtil_mgan_recipe":  # tuned on validation digits, the chosen recipe is an RTIL one
             assert payload["split"] == "val" and all(r["split"] == "val" for r in payload["rows"])
             assert payload["chosen"] in payload["prior_quality"] and "vanilla" not in payload["chosen"]
@@ -145,6 +154,10 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
     assert labels[0] == "oracle bound" and "DPR" in labels  # tabulated again from the run folders, nothing rerun
     with pytest.raises(SystemExit):
         experiments.main(["dpr_fig2", "--images", "0"])
+    with pytest.raises(SystemExit):  # a prior file for a model no figure uses
+        experiments.main(["rtil_figs", "--quick", "--priors", f"pggan={dcgan}"])
+    with pytest.raises(SystemExit):  # the tag becomes part of file names
+        experiments.main(["mgan_lr", "--quick", "--tag", "../x"])
 
 
 def test_instance_banks_equal_their_instances_solved_one_by_one():

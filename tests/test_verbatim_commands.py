@@ -31,7 +31,7 @@ USED_BY = {"vae": "invert.py",
            "stylegan2": "invert.py solver=ilo_stylegan|ilo_stylegan_l1|ilo_stylegan_mse|prilo_mii_stylegan|prilo_stylegan",
            "pggan": "invert.py solver=mganprior", "dcgan": "invert.py solver=ilo_dcgan|prilo_dcgan"}
 #: the resolution each model brings to the 28x28 default digits
-RESOLUTION = {"stylegan2": 32, "stylegan2_small": 32, "rtil_stylegan2": 32, "pggan": 32, "rtil_pggan": 32, "rtil_mgan_pggan": 32}
+RESOLUTION = {"stylegan2": 32, "stylegan2_small": 32, "rtil_stylegan2": 32, "rtil_stylegan2_small": 32, "pggan": 32, "rtil_pggan": 32, "rtil_mgan_pggan": 32}
 
 
 def expected_prior(solver: str) -> str:
