@@ -417,7 +417,8 @@ def _stretched_schedule(exp: Experiment, total: int, *overrides: str) -> list[st
 #: ILO with l1 balls on the small StyleGAN2 (solver=ilo_stylegan_l1): each ball's radius as a fraction of the mean
 #: l1 norm of what it bounds (the maps at its split, the W+ code), over the prior's own samples; the config's
 #: radii (1000-3000) are for 256 maps and exceed this prior's map norms (160-640), i.e. no ball at all.
-#: Candidates of ilo_l1_radius (None: no balls); the chosen one, on validation digits:
+#: Candidates of ilo_l1_radius (None: no balls); the chosen one: ilo_l1_radius on 16 validation digits
+#: (benchmarks/results/ilo_l1_radius.json; every candidate within 0.2 dB of it, far inside the CIs).
 ILO_L1_FRACTIONS = [0.05, 0.1, 0.2, 0.4, None]
 ILO_L1_FRACTION = 0.1
 
@@ -482,15 +483,20 @@ def ilo_small(args) -> Experiment:
     x, indices = _own_or_prior_samples(exp, cfg0, prior_path)
     ilo = "solver=ilo_dcgan" if args.dcgan else "solver=ilo_stylegan_mse"
     init = "init=random" if args.dcgan else "init=gaussian"
-    methods = {"CSGM": ["solver=csgm", init], "ILO": [ilo, init]}
-    budget = {label: sum(_stage_steps(exp, *overrides)) for label, overrides in methods.items()}
-    if budget["ILO"] < 0.8 * budget["CSGM"]:  # the paper's ILO schedule, and ILO with CSGM's step count
-        methods[f"ILO, {budget['CSGM']} steps"] = [ilo, init, *_stretched_schedule(exp, budget["CSGM"], ilo, init)]
+    methods = {"csgm": ("CSGM", ["solver=csgm", init]), "ilo": ("ILO", [ilo, init])}
+    budget = {key: sum(_stage_steps(exp, *overrides)) for key, (_, overrides) in methods.items()}
+    if budget["ilo"] < 0.8 * budget["csgm"]:  # the paper's ILO schedule, and ILO with CSGM's step count
+        methods["ilo_equal_compute"] = (f"ILO, {budget['csgm']} steps",
+                                        [ilo, init, *_stretched_schedule(exp, budget["csgm"], ilo, init)])
     if not args.dcgan:  # ILO with its l1 balls (the paper's text), radii chosen on validation by ilo_l1_radius
-        methods[f"ILO-l1, radii {ILO_L1_FRACTION} of the norms"] = [
-            "solver=ilo_stylegan_l1", init, *_ilo_l1_balls(exp.prior(prior_path), ILO_L1_FRACTION)]
+        methods["ilo_l1"] = (f"ILO-l1, radii {ILO_L1_FRACTION} of the norms",
+                             ["solver=ilo_stylegan_l1", init, *_ilo_l1_balls(exp.prior(prior_path), ILO_L1_FRACTION)])
+    unknown = sorted(set(args.methods or []) - set(methods))
+    if unknown:
+        raise UserInputError(f"--methods {' '.join(unknown)}: not a method of this run; choose from {', '.join(methods)}")
+    chosen = {label: overrides for key, (label, overrides) in methods.items() if not args.methods or key in args.methods}
     operators = ["cs_circulant", "inpainting", "super_resolution", "denoising"]
-    _task_sweep(exp, methods, operators[:1] if args.quick else operators, prior_path, x, indices)
+    _task_sweep(exp, chosen, operators[:1] if args.quick else operators, prior_path, x, indices)
     if _data_choice(exp.preset) != "prior_samples":  # on its own samples the bound is exact reconstruction
         _oracle_bound_row(exp, exp.config(f"prior.checkpoint={prior_path}", ilo, init), exp.prior(prior_path), "ILO",
                           x, indices, "oracle bound")
@@ -564,19 +570,30 @@ def _prior_quality(exp: Experiment, paths: dict[str, str]) -> dict[str, dict]:
     return scores
 
 
+def paired_psnr(base_rows: list[dict], rows: list[dict]) -> list[dict]:
+    """Per task point of ``rows``, its PSNR minus that of the ``base_rows`` point on the same images (mean ± 95% CI
+    of the per-image differences, and on how many images it is higher)."""
+    base = {(r["operator"], r["ratio"]): r for r in base_rows}
+    out = []
+    for r in rows:
+        b = base.get((r["operator"], r["ratio"]))
+        if b is None or len(b["psnr_values"]) != len(r["psnr_values"]):
+            raise UserInputError(f"no point {r['operator']} {r['ratio']} with {len(r['psnr_values'])} images to pair with; "
+                                 "compare runs of the same preset, task axes and --images")
+        diff = [a - c for a, c in zip(r["psnr_values"], b["psnr_values"])]
+        mean, ci = mean_ci95(diff)
+        out.append({"operator": r["operator"], "ratio": r["ratio"], "psnr_difference_mean": mean,
+                    "psnr_difference_ci95": ci, "better": sum(d > 0 for d in diff), "images": len(diff)})
+    return out
+
+
 def _paired_differences(exp: Experiment, vanilla: str, rtil: str) -> list[dict]:
     """Per task point, RTIL minus vanilla PSNR on the same images (mean ± 95% CI of the paired differences)."""
-    by_key = {(r["label"], r["operator"], r["ratio"]): r for r in exp.rows}
-    out = []
-    for (label, op, ratio), r in by_key.items():
-        if not label.startswith(f"{rtil}:") or op == "oracle":
-            continue
-        base = by_key[(label.replace(f"{rtil}:", f"{vanilla}:", 1), op, ratio)]
-        diff = [a - b for a, b in zip(r["psnr_values"], base["psnr_values"])]
-        mean, ci = mean_ci95(diff)
-        out.append({"operator": op, "ratio": ratio, "psnr_rtil_minus_vanilla_mean": mean,
-                    "psnr_rtil_minus_vanilla_ci95": ci, "rtil_better": sum(d > 0 for d in diff), "images": len(diff)})
-    return out
+    rows = {model: [r for r in exp.rows if r["label"].startswith(f"{model}:") and r["operator"] != "oracle"]
+            for model in (vanilla, rtil)}
+    return [{"operator": d["operator"], "ratio": d["ratio"], "psnr_rtil_minus_vanilla_mean": d["psnr_difference_mean"],
+             "psnr_rtil_minus_vanilla_ci95": d["psnr_difference_ci95"], "rtil_better": d["better"], "images": d["images"]}
+            for d in paired_psnr(rows[vanilla], rows[rtil])]
 
 
 def _prior_files(pairs: list[str]) -> dict[str, str]:
@@ -748,6 +765,9 @@ def main(argv=None) -> Experiment:
                         help="rtil_figs: 4 (ILO, DCGAN), 5 (mGANprior, DCGAN), 4-stylegan2 (ILO, 32x32 StyleGAN2)")
     parser.add_argument("--dataset", choices=["mnist", "fmnist"], default="mnist", help="prilo_table1: the column")
     parser.add_argument("--dcgan", action="store_true", help="ilo_small: the 64x64 face DCGAN preset (ilo_small_dcgan)")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="ilo_small: a subset of csgm, ilo, ilo_equal_compute, ilo_l1 (with --tag, so that the "
+                             "full run's results stay)")
     parser.add_argument("--train-epochs", type=int, default=None,
                         help="rtil_figs: epochs of each prior trained here (default: 30 for the DCGANs, 35 for the StyleGAN2s)")
     parser.add_argument("--out", default=None, help="prilo_table1: run folders (resumable)")

@@ -156,6 +156,8 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
         experiments.main(["dpr_fig2", "--images", "0"])
     with pytest.raises(SystemExit):  # a prior file for a model no figure uses
         experiments.main(["rtil_figs", "--quick", "--priors", f"pggan={dcgan}"])
+    with pytest.raises(SystemExit):  # ilo_small's methods are csgm, ilo, ilo_equal_compute, ilo_l1
+        experiments.main(["ilo_small", "--quick", "--prior", str(stylegan), "--methods", "ilo_l2"])
     with pytest.raises(SystemExit):  # the tag becomes part of file names
         experiments.main(["mgan_lr", "--quick", "--tag", "../x"])
 
@@ -174,3 +176,25 @@ def test_instance_banks_equal_their_instances_solved_one_by_one():
         assert torch.allclose(ops.adjoint(v)[b], op.adjoint(v[b:b + 1])[0], atol=1e-5)
     with pytest.raises(ValueError, match="does not split"):
         bank(z[:4])
+
+
+def test_paired_psnr_pairs_rows_by_task_point_and_refuses_unpaired_runs(tmp_path):
+    from benchmarks import paired_psnr
+
+    def rows(label, offset, images=4):
+        return [{"label": label, "operator": op, "ratio": ratio, "psnr_values": [10.0 + i + offset for i in range(images)]}
+                for op, ratio in (("inpainting", 0.1), ("super_resolution", 4))] + [
+                {"label": "oracle bound", "operator": "oracle", "ratio": None, "psnr_values": [40.0] * images}]
+
+    base, other = tmp_path / "a.json", tmp_path / "b.json"
+    base.write_text(json.dumps({"rows": rows("v: ILO", 0.0)}))
+    other.write_text(json.dumps({"rows": rows("r: ILO", -1.5)}))
+    differences = paired_psnr.main([str(base), "v: ILO", str(other), "r: ILO"])
+    assert [(d["operator"], d["ratio"]) for d in differences] == [("inpainting", 0.1), ("super_resolution", 4)]
+    assert all(d["psnr_difference_mean"] == pytest.approx(-1.5) and d["psnr_difference_ci95"] == pytest.approx(0)
+               and d["better"] == 0 and d["images"] == 4 for d in differences)
+    other.write_text(json.dumps({"rows": rows("r: ILO", 0.0, images=3)}))
+    for argv in ([str(base), "v: ILO", str(other), "r: ILO"],  # different numbers of images: nothing to pair
+                 [str(base), "v: CSGM", str(other), "r: ILO"]):  # no such label
+        with pytest.raises(SystemExit):
+            paired_psnr.main(argv)

@@ -1,0 +1,52 @@
+"""Paired per-image PSNR differences between two results files of benchmarks/experiments.py, e.g. each prior of
+RTIL figure 5 at the mGANprior learning rate chosen for it on validation (vanilla 0.01, RTIL 0.003):
+
+    python benchmarks/paired_psnr.py benchmarks/results/rtil_figs_mgan.json "dcgan: mGANprior" \\
+        benchmarks/results/rtil_figs_mgan_lr0.003.json "rtil_mgan_dcgan: mGANprior"
+
+prints, per task point, PSNR(second) − PSNR(first) on the same test images (mean ± 95% CI, and on how many images
+the second is higher). Both runs must share the preset's task axes and ``--images`` (rows keep ``psnr_values``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.experiments import paired_psnr  # noqa: E402
+from common.errors import UserInputError, exit_on_user_error  # noqa: E402
+
+
+def labelled_rows(path: str, label: str) -> list[dict]:
+    try:
+        rows = json.loads(Path(path).read_text())["rows"]
+    except (OSError, ValueError, KeyError) as err:
+        raise UserInputError(f"{path}: not a results file of benchmarks/experiments.py ({err})") from None
+    chosen = [r for r in rows if r.get("label") == label and r.get("operator") != "oracle"]
+    if not chosen:
+        labels = sorted({r.get("label") for r in rows if r.get("operator") != "oracle"})
+        raise UserInputError(f"{path} has no rows labelled {label!r}; its labels: {', '.join(map(str, labels))}")
+    return chosen
+
+
+@exit_on_user_error
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("base", help="results file of the reference")
+    parser.add_argument("base_label", help="its rows' label, e.g. 'dcgan: mGANprior'")
+    parser.add_argument("other", help="results file compared with it")
+    parser.add_argument("other_label")
+    args = parser.parse_args(argv)
+    differences = paired_psnr(labelled_rows(args.base, args.base_label), labelled_rows(args.other, args.other_label))
+    print(f"PSNR ({args.other_label}, {Path(args.other).name}) − PSNR ({args.base_label}, {Path(args.base).name}), "
+          "paired per image\n\n| task | ratio | PSNR difference (dB) | images where the second is better |\n|---|---|---|---|")
+    for d in differences:
+        print(f"| {d['operator']} | {d['ratio']} | {d['psnr_difference_mean']:+.2f} ± {d['psnr_difference_ci95']:.2f} | "
+              f"{d['better']}/{d['images']} |")
+    return differences
+
+
+if __name__ == "__main__":
+    main()
