@@ -132,10 +132,15 @@ class Experiment:
         payload = {"experiment": self.name, "argv": sys.argv[1:], "images": self.args.images,
                    "step_fraction": self.args.step_fraction, "overrides": self.args.override, "quick": self.args.quick,
                    "complete": complete, "wall_seconds": time.perf_counter() - self.started, "rows": self.rows, **extra}
-        if self.args.quick or not complete:  # quick runs and partial progress: not a published result
+        if self.args.quick:  # not a published result
             self.out_path().parent.mkdir(parents=True, exist_ok=True)
             return write_json(self.out_path(), payload)
-        return save_results(self.name, payload)
+        partial = self.out_path().with_suffix(".partial.json")  # a stopped run never replaces the last complete one
+        if not complete:
+            return write_json(partial, payload)
+        path = save_results(self.name, payload)
+        partial.unlink(missing_ok=True)
+        return path
 
     def curves(self, rows, x_key: str, y_key: str) -> dict:
         out: dict[str, dict] = {}

@@ -162,6 +162,27 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
         experiments.main(["mgan_lr", "--quick", "--tag", "../x"])
 
 
+def test_a_stopped_run_keeps_the_last_complete_result(tmp_path, monkeypatch):
+    """Rows are saved as they come, beside the published JSON, which only a complete run replaces."""
+    from argparse import Namespace
+
+    from benchmarks import common, experiments
+
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
+    published = tmp_path / "dpr_fig2.json"
+    published.write_text('{"complete": true, "rows": ["earlier"]}')
+    args = Namespace(tag="", quick=False, images=3, step_fraction=1.0, override=[])
+    exp = experiments.Experiment("dpr_fig2", args)
+    exp.add({"label": "DPR", "psnr_mean": 20.0})
+    partial = tmp_path / "dpr_fig2.partial.json"
+    assert json.loads(published.read_text())["rows"] == ["earlier"]
+    assert json.loads(partial.read_text())["rows"][0]["label"] == "DPR"
+    exp.save(complete=True)
+    result = json.loads(published.read_text())
+    assert result["complete"] and result["rows"][0]["label"] == "DPR" and not partial.exists()
+
+
 def test_instance_banks_equal_their_instances_solved_one_by_one():
     from operators.gaussian import GaussianPhaseRetrievalBank
 
