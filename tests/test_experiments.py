@@ -139,6 +139,8 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
             # the official ILO schedule has 150 steps, CSGM 1000: ILO is also run with CSGM's step count
             assert {r["label"] for r in payload["rows"]} >= {"CSGM", "ILO", "ILO, 1000 steps"}
             assert any(r["label"].startswith("ILO-l1") for r in payload["rows"])  # and with its l1 balls
+        if name == "ilo_small_dcgan":  # CSGM with its steps split over starts runs only when asked for
+            assert {r["label"] for r in payload["rows"]} == {"CSGM", "ILO"}
         if name == "mgan_lr":  # tuned on validation digits by the measurement error alone
             assert payload["split"] == "val" and payload["chosen"] == min(
                 payload["rows"], key=lambda r: r["measurement_error_mean"])["lr"]
@@ -152,6 +154,13 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
     table1 = experiments.main([*map(str, runs["prilo_table1"]), "--quick", "--collect-only"])
     labels = [r["label"] for r in json.loads(table1.out_path().read_text())["rows"]]
     assert labels[0] == "oracle bound" and "DPR" in labels  # tabulated again from the run folders, nothing rerun
+    solved, solve = [], experiments.Experiment.solve
+    monkeypatch.setattr(experiments.Experiment, "solve", lambda self, cfg, *a, **k: solved.append(cfg) or solve(self, cfg, *a, **k))
+    starts = experiments.main([*map(str, runs["ilo_small_dcgan"]), "--quick", "--threads", "1",
+                               "--methods", "csgm_starts", "--tag", "_starts"])
+    rows = json.loads(starts.out_path().read_text())["rows"]  # 4 starts x 250 of CSGM's 1000 steps, one kept
+    assert [r["label"] for r in rows] == ["CSGM, best of 4 starts x 250 steps"]
+    assert [(c.solver.name, c.restarts, c.solver.schedule[0].steps) for c in solved] == [("csgm", 4, round(250 * 0.01))]
     with pytest.raises(SystemExit):
         experiments.main(["dpr_fig2", "--images", "0"])
     with pytest.raises(SystemExit):  # a prior file for a model no figure uses
