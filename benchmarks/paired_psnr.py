@@ -5,7 +5,9 @@ RTIL figure 5 at the mGANprior learning rate chosen for it on validation (vanill
         benchmarks/results/rtil_figs_mgan_lr0.003.json "rtil_mgan_dcgan: mGANprior"
 
 prints, per task point, PSNR(second) − PSNR(first) on the same test images (mean ± 95% CI, and on how many images
-the second is higher). Both runs must share the preset's task axes and ``--images`` (rows keep ``psnr_values``)."""
+the second is higher). Both runs must share the preset's task axes and ``--images`` (rows keep ``psnr_values``).
+``--plot PREFIX`` also draws both runs' PSNR (mean ± 95% CI) against the task axis, one ``PREFIX_<task>.png`` per task,
+e.g. two halves of one comparison run as separate processes (``experiments.py ilo_small --methods ... --tag ...``)."""
 from __future__ import annotations
 
 import argparse
@@ -15,8 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.experiments import paired_psnr  # noqa: E402
+from benchmarks.common import plot_curves  # noqa: E402
+from benchmarks.experiments import TASK_AXES, paired_psnr  # noqa: E402
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
+from evaluation.report import mean_ci95  # noqa: E402
 
 
 def labelled_rows(path: str, label: str) -> list[dict]:
@@ -31,6 +35,19 @@ def labelled_rows(path: str, label: str) -> list[dict]:
     return chosen
 
 
+def plot_pair(runs: dict[str, list[dict]], prefix: Path) -> list[Path]:
+    """Per task, each run's PSNR mean ± 95% CI (over its images) against the task's axis."""
+    paths = []
+    for op in dict.fromkeys(r["operator"] for rows in runs.values() for r in rows):
+        curves = {}
+        for label, rows in runs.items():
+            points = [(float(r["ratio"]), *mean_ci95(r["psnr_values"])) for r in rows if r["operator"] == op]
+            curves[label] = {"x": [x for x, _, _ in points], "y": [y for _, y, _ in points], "yerr": [e for _, _, e in points]}
+        axis = TASK_AXES[op][2] if op in TASK_AXES else "ratio"
+        paths.append(plot_curves(curves, prefix.with_name(f"{prefix.name}_{op}.png"), axis, "PSNR (dB)", f"{op}, 95% CI"))
+    return paths
+
+
 @exit_on_user_error
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,8 +55,12 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("base_label", help="its rows' label, e.g. 'dcgan: mGANprior'")
     parser.add_argument("other", help="results file compared with it")
     parser.add_argument("other_label")
+    parser.add_argument("--plot", metavar="PREFIX", default=None, help="also write PREFIX_<task>.png: both runs' PSNR curves")
     args = parser.parse_args(argv)
-    differences = paired_psnr(labelled_rows(args.base, args.base_label), labelled_rows(args.other, args.other_label))
+    base, other = labelled_rows(args.base, args.base_label), labelled_rows(args.other, args.other_label)
+    differences = paired_psnr(base, other)
+    if args.plot:
+        plot_pair({args.base_label: base, args.other_label: other}, Path(args.plot))
     print(f"PSNR ({args.other_label}, {Path(args.other).name}) − PSNR ({args.base_label}, {Path(args.base).name}), "
           "paired per image\n\n| task | ratio | PSNR difference (dB) | images where the second is better |\n|---|---|---|---|")
     for d in differences:

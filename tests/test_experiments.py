@@ -219,8 +219,9 @@ def test_paired_psnr_pairs_rows_by_task_point_and_refuses_unpaired_runs(tmp_path
     base, other = tmp_path / "a.json", tmp_path / "b.json"
     base.write_text(json.dumps({"rows": rows("v: ILO", 0.0)}))
     other.write_text(json.dumps({"rows": rows("r: ILO", -1.5)}))
-    differences = paired_psnr.main([str(base), "v: ILO", str(other), "r: ILO"])
+    differences = paired_psnr.main([str(base), "v: ILO", str(other), "r: ILO", "--plot", str(tmp_path / "pair")])
     assert [(d["operator"], d["ratio"]) for d in differences] == [("inpainting", 0.1), ("super_resolution", 4)]
+    assert {p.name for p in tmp_path.glob("pair_*.png")} == {"pair_inpainting.png", "pair_super_resolution.png"}
     assert all(d["psnr_difference_mean"] == pytest.approx(-1.5) and d["psnr_difference_ci95"] == pytest.approx(0)
                and d["better"] == 0 and d["images"] == 4 for d in differences)
     other.write_text(json.dumps({"rows": rows("r: ILO", 0.0, images=3)}))
