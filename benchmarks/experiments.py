@@ -142,7 +142,9 @@ class Experiment:
         partial.unlink(missing_ok=True)
         return path
 
-    def curves(self, rows, x_key: str, y_key: str) -> dict:
+    @staticmethod
+    def curves(rows, x_key: str, y_key: str) -> dict:
+        """Per row label, the error-bar curve ``{x, y, yerr}`` of ``y_key``'s mean ± 95% CI against ``x_key``."""
         out: dict[str, dict] = {}
         for r in rows:
             c = out.setdefault(r["label"], {"x": [], "y": [], "yerr": []})
@@ -425,11 +427,11 @@ def _stretched_schedule(exp: Experiment, total: int, *overrides: str) -> list[st
 #: Candidates of ilo_l1_radius (None: no balls); the chosen one: ilo_l1_radius on 16 validation digits
 #: (benchmarks/results/ilo_l1_radius.json; every candidate within 0.2 dB of it, far inside the CIs).
 ILO_L1_FRACTIONS = [0.05, 0.1, 0.2, 0.4, None]
+ILO_L1_FRACTION = 0.1
 
 #: ilo_small methods run only when --methods names them; csgm_starts: CSGM at equal compute as CSGM_STARTS starts
 OPT_IN_METHODS = {"csgm_starts"}
 CSGM_STARTS = 4
-ILO_L1_FRACTION = 0.1
 
 
 def _ilo_l1_balls(prior, fraction: float | None, samples: int = 256) -> list[str]:

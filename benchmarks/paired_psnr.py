@@ -18,9 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import plot_curves  # noqa: E402
-from benchmarks.experiments import TASK_AXES, paired_psnr  # noqa: E402
+from benchmarks.experiments import TASK_AXES, Experiment, paired_psnr  # noqa: E402
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
-from evaluation.report import mean_ci95  # noqa: E402
 
 
 def labelled_rows(path: str, label: str) -> list[dict]:
@@ -36,16 +35,18 @@ def labelled_rows(path: str, label: str) -> list[dict]:
 
 
 def plot_pair(runs: dict[str, list[dict]], prefix: Path) -> list[Path]:
-    """Per task, each run's PSNR mean ± 95% CI (over its images) against the task's axis."""
+    """Per task, each run's PSNR mean ± 95% CI against the task's axis (one curve per key of ``runs``)."""
     paths = []
     for op in dict.fromkeys(r["operator"] for rows in runs.values() for r in rows):
-        curves = {}
-        for label, rows in runs.items():
-            points = [(float(r["ratio"]), *mean_ci95(r["psnr_values"])) for r in rows if r["operator"] == op]
-            curves[label] = {"x": [x for x, _, _ in points], "y": [y for _, y, _ in points], "yerr": [e for _, _, e in points]}
+        curves = {name: next(iter(Experiment.curves([r for r in rows if r["operator"] == op], "ratio", "psnr").values()))
+                  for name, rows in runs.items()}
         axis = TASK_AXES[op][2] if op in TASK_AXES else "ratio"
         paths.append(plot_curves(curves, prefix.with_name(f"{prefix.name}_{op}.png"), axis, "PSNR (dB)", f"{op}, 95% CI"))
     return paths
+
+
+def _error(value) -> str:
+    return "–" if value is None else f"{value:.2e}"
 
 
 @exit_on_user_error
@@ -60,12 +61,17 @@ def main(argv=None) -> list[dict]:
     base, other = labelled_rows(args.base, args.base_label), labelled_rows(args.other, args.other_label)
     differences = paired_psnr(base, other)
     if args.plot:
-        plot_pair({args.base_label: base, args.other_label: other}, Path(args.plot))
+        names = ((args.base_label, args.other_label) if args.base_label != args.other_label else
+                 (f"{args.base_label} ({Path(args.base).stem})", f"{args.other_label} ({Path(args.other).stem})"))
+        plot_pair(dict(zip(names, (base, other))), Path(args.plot))
+    errors = {(r["operator"], r["ratio"]): r.get("measurement_error_mean") for r in base}
     print(f"PSNR ({args.other_label}, {Path(args.other).name}) − PSNR ({args.base_label}, {Path(args.base).name}), "
-          "paired per image\n\n| task | ratio | PSNR difference (dB) | images where the second is better |\n|---|---|---|---|")
-    for d in differences:
+          "paired per image\n\n| task | ratio | PSNR difference (dB) | images where the second is better | "
+          "mean measurement error, first / second |\n|---|---|---|---|---|")
+    for d, r in zip(differences, other):
         print(f"| {d['operator']} | {d['ratio']} | {d['psnr_difference_mean']:+.2f} ± {d['psnr_difference_ci95']:.2f} | "
-              f"{d['better']}/{d['images']} |")
+              f"{d['better']}/{d['images']} | {_error(errors[d['operator'], d['ratio']])} / "
+              f"{_error(r.get('measurement_error_mean'))} |")
     return differences
 
 

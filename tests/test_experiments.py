@@ -212,7 +212,8 @@ def test_paired_psnr_pairs_rows_by_task_point_and_refuses_unpaired_runs(tmp_path
     from benchmarks import paired_psnr
 
     def rows(label, offset, images=4):
-        return [{"label": label, "operator": op, "ratio": ratio, "psnr_values": [10.0 + i + offset for i in range(images)]}
+        return [{"label": label, "operator": op, "ratio": ratio, "psnr_values": [10.0 + i + offset for i in range(images)],
+                 "psnr_mean": 11.5 + offset, "psnr_ci95": 2.4}
                 for op, ratio in (("inpainting", 0.1), ("super_resolution", 4))] + [
                 {"label": "oracle bound", "operator": "oracle", "ratio": None, "psnr_values": [40.0] * images}]
 
