@@ -17,7 +17,10 @@ iterate, ``select: best``), ``psnr_<space>``/``ssim_<space>`` each space's. The 
 ``restarts`` latents of ``init`` (with A = I, MII is the best of its candidates by image MSE) and
 keeps the lowest image error: selection by ground truth, an oracle by design, never a method. The
 fits are local optimisations, so the bound is the best found, a lower estimate of the supremum.
-Writes OUT/metrics.csv, OUT/summary.json, OUT/summary.md (evaluation.report), like invert.py.
+Writes OUT/metrics.csv, OUT/summary.json, OUT/summary.md (evaluation.report), like invert.py, and, like
+invert.py, one part file per batch under OUT/parts: a rerun into OUT with the same settings skips the
+images already fitted (``num_images`` may grow), one with other settings is refused before anything is
+written (lightning_modules.inversion.start_or_resume).
 """
 from __future__ import annotations
 
@@ -98,9 +101,11 @@ def oracle_bound(cfg: DictConfig) -> dict:
 
     from hydra.core.hydra_config import HydraConfig
 
+    from common.atomic import torch_save
     from common.instantiate import instantiate, instantiate_named
     from common.prior_choice import choose_prior
     from evaluation.report import write_report
+    from lightning_modules.inversion import PARTS_DIR, read_parts, start_or_resume
     from priors.io import load_prior
     from solvers.base import solver_class
 
@@ -114,7 +119,8 @@ def oracle_bound(cfg: DictConfig) -> dict:
             raise UserInputError(f"{key} must be a positive integer, got {value!r}")
     if not cfg.oracle.lr > 0:
         raise UserInputError(f"oracle.lr must be positive, got {cfg.oracle.lr!r}")
-    prior = load_prior(choose_prior(cfg)).eval().requires_grad_(False)  # says which file and why
+    prior_path = choose_prior(cfg)  # says which file and why
+    prior = load_prior(prior_path).eval().requires_grad_(False)
     spaces = output_spaces(cfg.solver, prior.num_layers)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -126,18 +132,24 @@ def oracle_bound(cfg: DictConfig) -> dict:
         raise UserInputError(f"prior {cfg.prior.checkpoint} generates images of shape {tuple(prior.image_shape)}, the "
                              f"data are {tuple(datamodule.test_set[0]['image'].shape)}; pick the prior of these data")
     init = instantiate_named(cfg.init)
-    rows = []
-    for start in range(0, cfg.num_images, cfg.batch_size):
-        items = [datamodule.test_set[i] for i in range(start, min(start + cfg.batch_size, cfg.num_images))]
+    config = OmegaConf.to_container(cfg, resolve=True)
+    wanted = [int(datamodule.test_set[i]["index"]) for i in range(cfg.num_images)]
+    _, todo = start_or_resume(out_dir, config, {"prior": prior_path}, wanted, what="oracle bound",
+                              extra={"oracle": config["oracle"]})
+    for start in range(0, len(todo), cfg.batch_size):
+        items = [datamodule.test_set[i] for i in todo[start:start + cfg.batch_size]]
         x = torch.stack([d["image"] for d in items]).to(prior.device)
         indices = [int(d["index"]) for d in items]
         tic = time.perf_counter()
         with torch.enable_grad():
             fits = fit(prior, x, indices, spaces, init, cfg.restarts, cfg.oracle.steps, cfg.oracle.lr, cfg.seed)
-        rows += bound_rows(fits, x, indices, (time.perf_counter() - tic) / len(items))
-        print(f"oracle bound: {len(rows)}/{cfg.num_images} images", flush=True)
+        torch_save({"rows": bound_rows(fits, x, indices, (time.perf_counter() - tic) / len(items))},
+                   out_dir / PARTS_DIR / f"{indices[0]:08d}_r0.pt")
+        print(f"oracle bound: {cfg.num_images - len(todo) + start + len(items)}/{cfg.num_images} images", flush=True)
+    done = read_parts(out_dir)
+    rows = [done[i]["row"] for i in wanted]
     metrics = [f"{m}_{name}" for name in spaces for m in ("psnr", "ssim")]
-    summary = write_report(out_dir, rows, "oracle-bound", OmegaConf.to_container(cfg, resolve=True),
+    summary = write_report(out_dir, rows, "oracle-bound", config,
                            extra_columns=["best_space", *metrics], extra_metrics=metrics)
     print((out_dir / "summary.md").read_text())
     print(" ".join(f"{name}: {summary[f'psnr_{name}_mean']:.2f} ± {summary[f'psnr_{name}_ci95']:.2f} dB"

@@ -109,12 +109,13 @@ def check_resume(out_dir: Path, config: dict, record: bool = True) -> None:
 
 
 def start_or_resume(out_dir: Path, config: Mapping, files: Mapping[str, str | os.PathLike | None],
-                    wanted: list[int], what: str = "invert.py run") -> tuple[str, list[int]]:
+                    wanted: list[int], what: str = "invert.py run", extra: Mapping | None = None) -> tuple[str, list[int]]:
     """Make this process the owner of ``out_dir`` for a run of the resolved ``config`` reading ``files``
-    (see :func:`results_config`), refusing (one line, before anything is written) a directory that holds
-    results of another configuration; returns the owner's token and the positions in ``wanted``
-    (sample indices) that have no part yet."""
-    identity = results_config(config, files)
+    (see :func:`results_config`; ``extra``: further settings that determine the results, e.g. the oracle
+    bound's), refusing (one line, before anything is written) a directory that holds results of another
+    configuration; returns the owner's token and the positions in ``wanted`` (sample indices) that have
+    no part yet."""
+    identity = {**results_config(config, files), **json.loads(json.dumps(dict(extra or {})))}
     check_resume(out_dir, identity, record=False)  # refuse before writing anything
     owner_token = claim_run(out_dir, what)
     check_resume(out_dir, identity)  # again as the owner, recording it in a fresh directory

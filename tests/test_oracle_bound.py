@@ -92,7 +92,7 @@ def test_tuning_scripts_refuse_the_test_split(script, capsys):
         tuning_images("test")
 
 
-def test_oracle_bound_command_writes_a_report_and_refuses_classical_solvers(tmp_path):
+def test_oracle_bound_command_writes_a_report_resumes_and_refuses_other_settings_and_classical_solvers(tmp_path):
     import csv
     import json
 
@@ -108,6 +108,19 @@ def test_oracle_bound_command_writes_a_report_and_refuses_classical_solvers(tmp_
     assert all(float(r["psnr"]) == max(float(r[f"psnr_{s}"]) for s in ("range", "layer1", "layer2")) for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["method"] == "oracle-bound" and "psnr_range_ci95" in summary
+    fitted = (out / "metrics.csv").read_text().splitlines()[1:]
+
+    args = (f"prior.checkpoint={prior}", f"hydra.run.dir={out}", "batch_size=2", "restarts=2", "init.num_candidates=50")
+    more = run_inprocess("evaluation/oracle_bound.py", *args, "num_images=4", "oracle.steps=20")
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert "3 of 4 images already solved" in more.stdout
+    assert (out / "metrics.csv").read_text().splitlines()[1:4] == fitted  # kept, not refitted
+    assert len(list(csv.DictReader(open(out / "metrics.csv")))) == 4
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    other = run_inprocess("evaluation/oracle_bound.py", *args, "num_images=4", "oracle.steps=10")
+    assert other.returncode == 2 and "oracle.steps" in other.stderr and "new hydra.run.dir" in other.stderr
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
+
     bad = run_inprocess("evaluation/oracle_bound.py", "solver=hio", f"hydra.run.dir={tmp_path / 'bad'}", "num_images=1")
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and "generative" in bad.stderr
     assert not (tmp_path / "bad" / "metrics.csv").exists()
