@@ -75,7 +75,18 @@ class Experiment:
         self.priors: dict[str, torch.nn.Module] = {}
         self.data_overrides: list[str] = []  # e.g. data=prior_samples: the shape of the prior sampled
 
+    def refuse_clashes(self, overrides) -> None:
+        """Refuse an --override of a key that the run sets itself for a point or method (it would be replaced)."""
+        def key(override: str) -> str:
+            return override.split("=", 1)[0].lstrip("+~")
+
+        clash = sorted({key(o) for o in self.args.override} & {key(o) for o in overrides})
+        if clash:
+            raise UserInputError(f"--override {', '.join(clash)}: {self.name} sets this itself for its points or "
+                                 f"methods, so the override would be ignored; drop it (or pick another method)")
+
     def config(self, *overrides: str):
+        self.refuse_clashes(overrides)
         cfg = compose_experiment(self.preset, *self.data_overrides, *self.args.override, *overrides)
         scale_steps(cfg.solver, self.args.step_fraction)
         return cfg
@@ -512,6 +523,8 @@ def ilo_small(args) -> Experiment:
         raise UserInputError(f"--methods {' '.join(unknown)}: not a method of this run; choose from {', '.join(methods)}")
     chosen = {label: overrides for key, (label, overrides) in methods.items()
               if (key in args.methods if args.methods else key not in OPT_IN_METHODS)}
+    for overrides in chosen.values():
+        exp.refuse_clashes(overrides)  # before any point is solved
     operators = ["cs_circulant", "inpainting", "super_resolution", "denoising"]
     _task_sweep(exp, chosen, operators[:1] if args.quick else operators, prior_path, x, indices)
     if _data_choice(exp.preset) != "prior_samples":  # on its own samples the bound is exact reconstruction
@@ -791,7 +804,8 @@ def main(argv=None) -> Experiment:
     parser.add_argument("--out", default=None, help="prilo_table1: run folders (resumable)")
     parser.add_argument("--collect-only", action="store_true",
                         help="prilo_table1: tabulate the finished rows in the run folders, run nothing")
-    parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides for every point")
+    parser.add_argument("--override", nargs="*", default=[],
+                        help="extra Hydra overrides for every point (refused for a key that a point or method sets)")
     parser.add_argument("--tag", default="", help="suffix of the results files, e.g. _lr0.003 for a run with --override "
                         "solver.lr=0.003, so that a variant does not replace the preset's results")
     parser.add_argument("--threads", type=int, default=2)

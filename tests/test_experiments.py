@@ -161,6 +161,11 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
     rows = json.loads(starts.out_path().read_text())["rows"]  # 4 starts x 250 of CSGM's 1000 steps, one kept
     assert [r["label"] for r in rows] == ["CSGM, best of 4 starts x 250 steps"]
     assert [(c.solver.name, c.restarts, c.solver.schedule[0].steps) for c in solved] == [("csgm", 4, round(250 * 0.01))]
+    solved.clear()  # an override that a method's own settings would replace is refused before anything runs
+    with pytest.raises(SystemExit):
+        experiments.main([*map(str, runs["ilo_small_dcgan"]), "--quick", "--methods", "csgm", "csgm_starts",
+                          "--override", "restarts=2"])
+    assert solved == []
     with pytest.raises(SystemExit):
         experiments.main(["dpr_fig2", "--images", "0"])
     with pytest.raises(SystemExit):  # a prior file for a model no figure uses
