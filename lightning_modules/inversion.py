@@ -85,7 +85,7 @@ def check_resume(out_dir: Path, config: dict, record: bool = True) -> None:
     on a fresh directory record ``config`` in ``results_config.json`` (with ``record``; without,
     only check: nothing is written)."""
     path = out_dir / RESULTS_CONFIG
-    has_parts = any((out_dir / PARTS_DIR).glob("*.pt"))
+    has_parts = any((out_dir / PARTS_DIR).glob("*.pt")) or (out_dir / "summary.json").is_file()  # or a report
     if path.is_file():
         try:
             stored = json.loads(path.read_text())

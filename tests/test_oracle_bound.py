@@ -95,6 +95,7 @@ def test_tuning_scripts_refuse_the_test_split(script, capsys):
 def test_oracle_bound_command_writes_a_report_resumes_and_refuses_other_settings_and_classical_solvers(tmp_path):
     import csv
     import json
+    import os
 
     from tests.cli import run_inprocess, tiny_vae_prior
 
@@ -120,6 +121,13 @@ def test_oracle_bound_command_writes_a_report_resumes_and_refuses_other_settings
     other = run_inprocess("evaluation/oracle_bound.py", *args, "num_images=4", "oracle.steps=10")
     assert other.returncode == 2 and "oracle.steps" in other.stderr and "new hydra.run.dir" in other.stderr
     assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
+
+    old = tmp_path / "old"  # a bound written before runs were resumable: a report, no parts or identity
+    old.mkdir()
+    (old / "summary.json").write_text("{}")
+    refused = run_inprocess("evaluation/oracle_bound.py", f"prior.checkpoint={prior}", f"hydra.run.dir={old}",
+                            "num_images=1", "oracle.steps=20")
+    assert refused.returncode == 2 and "without a results_config.json" in refused.stderr and sorted(os.listdir(old)) == ["summary.json"]
 
     bad = run_inprocess("evaluation/oracle_bound.py", "solver=hio", f"hydra.run.dir={tmp_path / 'bad'}", "num_images=1")
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and "generative" in bad.stderr
