@@ -105,7 +105,7 @@ def oracle_bound(cfg: DictConfig) -> dict:
     from common.instantiate import instantiate, instantiate_named
     from common.prior_choice import choose_prior
     from evaluation.report import write_report
-    from lightning_modules.inversion import PARTS_DIR, read_parts, start_or_resume
+    from lightning_modules.inversion import part_path, read_parts, start_or_resume
     from priors.io import load_prior
     from solvers.base import solver_class
 
@@ -133,7 +133,7 @@ def oracle_bound(cfg: DictConfig) -> dict:
                              f"data are {tuple(datamodule.test_set[0]['image'].shape)}; pick the prior of these data")
     init = instantiate_named(cfg.init)
     config = OmegaConf.to_container(cfg, resolve=True)
-    wanted = [int(datamodule.test_set[i]["index"]) for i in range(cfg.num_images)]
+    wanted = list(range(cfg.num_images))  # a test-split subset's sample indices are its positions, as in invert.py
     _, todo = start_or_resume(out_dir, config, {"prior": prior_path}, wanted, what="oracle bound",
                               extra={"oracle": config["oracle"]})
     for start in range(0, len(todo), cfg.batch_size):
@@ -144,7 +144,7 @@ def oracle_bound(cfg: DictConfig) -> dict:
         with torch.enable_grad():
             fits = fit(prior, x, indices, spaces, init, cfg.restarts, cfg.oracle.steps, cfg.oracle.lr, cfg.seed)
         torch_save({"rows": bound_rows(fits, x, indices, (time.perf_counter() - tic) / len(items))},
-                   out_dir / PARTS_DIR / f"{indices[0]:08d}_r0.pt")
+                   part_path(out_dir, indices[0]))
         print(f"oracle bound: {cfg.num_images - len(todo) + start + len(items)}/{cfg.num_images} images", flush=True)
     done = read_parts(out_dir)
     rows = [done[i]["row"] for i in wanted]

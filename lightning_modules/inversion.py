@@ -85,7 +85,7 @@ def check_resume(out_dir: Path, config: dict, record: bool = True) -> None:
     on a fresh directory record ``config`` in ``results_config.json`` (with ``record``; without,
     only check: nothing is written)."""
     path = out_dir / RESULTS_CONFIG
-    has_parts = any((out_dir / PARTS_DIR).glob("*.pt")) or (out_dir / "summary.json").is_file()  # or a report
+    has_results = any((out_dir / PARTS_DIR).glob("*.pt")) or (out_dir / "summary.json").is_file()
     if path.is_file():
         try:
             stored = json.loads(path.read_text())
@@ -99,7 +99,7 @@ def check_resume(out_dir: Path, config: dict, record: bool = True) -> None:
                 f"resume only with the same settings, or pass a new hydra.run.dir"
             )
         return
-    if has_parts:
+    if has_results:
         raise UserInputError(
             f"{out_dir} holds results without a {RESULTS_CONFIG} to compare with (written by an older version); "
             f"pass a new hydra.run.dir"
@@ -148,6 +148,11 @@ class ContiguousShards(Sampler):
 
     def __len__(self) -> int:
         return len(self._shard())
+
+
+def part_path(out_dir: Path, first_index: int, rank: int = 0) -> Path:
+    """The part file of the batch starting at sample ``first_index``, written by process ``rank``."""
+    return Path(out_dir) / PARTS_DIR / f"{first_index:08d}_r{rank}.pt"
 
 
 def read_parts(out_dir: Path) -> dict[int, dict]:
@@ -234,7 +239,7 @@ class InversionModule(LightningModule):
                   "x": None if x is None else x.detach().cpu()}
         if self.owner_token is not None and not owns_run(self.out_dir, self.owner_token):
             raise RuntimeError(f"{self.out_dir} has been taken over by another run; this one stops without writing")
-        torch_save(record, self.out_dir / PARTS_DIR / f"{index[0]:08d}_r{self.global_rank}.pt")
+        torch_save(record, part_path(self.out_dir, index[0], self.global_rank))
         self._log_batch(batch_idx, result, x)
         return None
 
