@@ -377,6 +377,9 @@ def prilo_table1(args) -> Experiment:
 
 def _task_sweep(exp: Experiment, methods: dict[str, list[str]], operators: list[str], prior_path: str,
                 x: torch.Tensor, indices, prior_label: str = "") -> None:
+    for op in operators:  # every point's own keys, before any point is solved
+        for overrides in methods.values():
+            exp.refuse_clashes(["prior.checkpoint=", "operator=", f"{TASK_AXES[op][0]}=", *overrides])
     prior = exp.prior(prior_path)
     for op in operators:
         key, values, _ = TASK_AXES[op]
@@ -523,8 +526,6 @@ def ilo_small(args) -> Experiment:
         raise UserInputError(f"--methods {' '.join(unknown)}: not a method of this run; choose from {', '.join(methods)}")
     chosen = {label: overrides for key, (label, overrides) in methods.items()
               if (key in args.methods if args.methods else key not in OPT_IN_METHODS)}
-    for overrides in chosen.values():
-        exp.refuse_clashes(overrides)  # before any point is solved
     operators = ["cs_circulant", "inpainting", "super_resolution", "denoising"]
     _task_sweep(exp, chosen, operators[:1] if args.quick else operators, prior_path, x, indices)
     if _data_choice(exp.preset) != "prior_samples":  # on its own samples the bound is exact reconstruction

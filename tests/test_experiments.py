@@ -176,6 +176,18 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
         experiments.main(["mgan_lr", "--quick", "--tag", "../x"])
 
 
+def test_a_task_sweep_refuses_an_override_of_any_tasks_axis_before_loading_or_solving_anything(tmp_path):
+    from argparse import Namespace
+
+    from benchmarks import experiments
+
+    args = Namespace(tag="", quick=False, images=2, step_fraction=1.0, override=["operator.observed_ratio=0.3"])
+    exp = experiments.Experiment("ilo_small_dcgan", args)
+    with pytest.raises(UserInputError, match="operator.observed_ratio"):  # inpainting's axis, the second task
+        experiments._task_sweep(exp, {"CSGM": ["solver=csgm"]}, ["cs_circulant", "inpainting"],
+                                str(tmp_path / "no_prior.pt"), None, None)
+
+
 def test_a_stopped_run_keeps_the_last_complete_result(tmp_path, monkeypatch):
     """Rows are saved as they come, beside the published JSON, which only a complete run replaces."""
     from argparse import Namespace
