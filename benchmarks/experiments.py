@@ -234,7 +234,7 @@ def _measurement_sweep(exp: Experiment, methods: dict[str, list[str]], operators
                        prior_path: str, title: str) -> None:
     args = exp.args
     cfg0 = exp.config(f"prior.checkpoint={prior_path}")
-    x, indices = test_images(_data_choice(exp.preset), args.images or cfg0.num_images, **_data_overrides(cfg0))
+    x, indices = test_images(_data_choice(exp), args.images or cfg0.num_images, **_data_overrides(cfg0))
     prior = exp.prior(prior_path)
     operators = operators[:1] if args.quick else operators
     for op in operators:
@@ -251,14 +251,21 @@ def _measurement_sweep(exp: Experiment, methods: dict[str, list[str]], operators
                         "measurements m", metric.upper(), f"{title}, {op}, {len(x)} test images, 95% CI")
 
 
-def _data_choice(name: str) -> str:
-    from hydra import compose, initialize_config_dir
+def _data_choice(exp: Experiment) -> str:
+    """The data config the run's points use: the preset's, or the one chosen by ``--override data=…``
+    (the test images must come from the data the points' configs, and so their priors, were composed for)."""
+    return compose_experiment(exp.preset, *exp.args.override, with_hydra=True).hydra.runtime.choices.data
 
-    from common.cli import CONF_DIR
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="invert", overrides=[f"+experiment={name}"], return_hydra_config=True)
-    return cfg.hydra.runtime.choices.data
+def _default_prior(exp: Experiment) -> str:
+    """The prior file the run's points name (``prior.checkpoint``, the data choice filled in as invert.py does)."""
+    from omegaconf import OmegaConf
+
+    from common.prior_choice import DATA_CHOICE
+
+    cfg = compose_experiment(exp.preset, *exp.args.override, with_hydra=True)
+    return str(OmegaConf.to_container(cfg.prior, resolve=False)["checkpoint"]).replace(
+        DATA_CHOICE, cfg.hydra.runtime.choices.data)
 
 
 def _data_overrides(cfg) -> dict:
@@ -280,7 +287,7 @@ def prilo_fig3(args) -> Experiment:
     methods = {"DPR": ["solver=dpr", "init=random"], "DPR-MII": ["solver=dpr", "init=mii"],
                "PRILO-MII": ["solver=prilo", "init=mii"], "WF": ["solver=wf", "init=random"]}
     _measurement_sweep(exp, methods, sweep["operator"], sweep["operator.m"], args.prior or
-                       "outputs/priors/vae_mnist_embedded.pt", "PRILO fig. 3 (MNIST)")
+                       _default_prior(exp), "PRILO fig. 3 (MNIST)")
     return _finish(exp, _sweep_table(exp, "figure only"))
 
 
@@ -289,7 +296,7 @@ def dpr_fig3(args) -> Experiment:
     sweep = experiment_sweep(exp.preset)
     methods = {"DPR": [], "WF": ["solver=wf", "init=random"]}
     _measurement_sweep(exp, methods, ["gaussian_pr"], sweep["operator.m"], args.prior or
-                       exp.config().prior.checkpoint, "DPR fig. 3 (MNIST, latent-20 VAE)")
+                       _default_prior(exp), "DPR fig. 3 (MNIST, latent-20 VAE)")
     return _finish(exp, _sweep_table(exp, "figure only"))
 
 
@@ -298,11 +305,11 @@ def dpr_fig3(args) -> Experiment:
 def prilo_table3(args) -> Experiment:
     exp = Experiment("prilo_table3", args)
     sweep = experiment_sweep(exp.preset)
-    prior_path = args.prior or "outputs/priors/vae_mnist_embedded.pt"
+    prior_path = args.prior or _default_prior(exp)
     cfg0 = exp.config(f"prior.checkpoint={prior_path}")
-    x, indices = test_images(_data_choice(exp.preset), args.images or cfg0.num_images, **_data_overrides(cfg0))
+    x, indices = test_images(_data_choice(exp), args.images or cfg0.num_images, **_data_overrides(cfg0))
     prior = exp.prior(prior_path)
-    encoder = args.encoder or f"outputs/encoders/encoder_li_{_data_choice(exp.preset)}.pt"
+    encoder = args.encoder or f"outputs/encoders/encoder_li_{_data_choice(exp)}.pt"
     for init in args.inits or sweep["init"]:
         for ablation in (sweep["+ablation"][:1] + sweep["+ablation"][-1:] if args.quick else sweep["+ablation"]):
             cfg = exp.config(f"prior.checkpoint={prior_path}", f"+ablation={ablation}", f"init={init}",
@@ -411,7 +418,7 @@ def _task_plots_and_table(exp: Experiment, operators: list[str], paper: str) -> 
 
 
 def _own_or_prior_samples(exp: Experiment, cfg, prior_path: str):
-    choice = _data_choice(exp.preset)
+    choice = _data_choice(exp)
     extra = {"checkpoint": prior_path} if choice == "prior_samples" else _data_overrides(cfg)
     if choice == "prior_samples":
         c, h, _ = exp.prior(prior_path).image_shape
@@ -528,7 +535,7 @@ def ilo_small(args) -> Experiment:
               if (key in args.methods if args.methods else key not in OPT_IN_METHODS)}
     operators = ["cs_circulant", "inpainting", "super_resolution", "denoising"]
     _task_sweep(exp, chosen, operators[:1] if args.quick else operators, prior_path, x, indices)
-    if _data_choice(exp.preset) != "prior_samples":  # on its own samples the bound is exact reconstruction
+    if _data_choice(exp) != "prior_samples":  # on its own samples the bound is exact reconstruction
         _oracle_bound_row(exp, exp.config(f"prior.checkpoint={prior_path}", ilo, init), exp.prior(prior_path), "ILO",
                           x, indices, "oracle bound")
     return _finish(exp, _task_plots_and_table(exp, operators[:1] if args.quick else operators, "figure only"))
@@ -648,7 +655,7 @@ def rtil_figs(args) -> Experiment:
         exp = Experiment(name, args)
         sweep = experiment_sweep(name)
         cfg0 = exp.config()
-        x, indices = test_images(_data_choice(name), args.images or cfg0.num_images, **_data_overrides(cfg0))
+        x, indices = test_images(_data_choice(exp), args.images or cfg0.num_images, **_data_overrides(cfg0))
         operators = sweep["operator"][:1] if args.quick else sweep["operator"]
         paths = {model: files.get(model, preset) for model, preset in zip(models, sweep["prior.checkpoint"])}
         balls = method == "ILO" and any(stage.get("radius") for stage in cfg0.solver.schedule[1:])

@@ -188,6 +188,24 @@ def test_a_task_sweep_refuses_an_override_of_any_tasks_axis_before_loading_or_so
                                 str(tmp_path / "no_prior.pt"), None, None)
 
 
+@pytest.mark.parametrize("override, data, prior", [
+    ([], "mnist_embedded", "outputs/priors/vae_mnist_embedded.pt"),
+    (["data=mnist", "data.root=/some/mnist"], "mnist", "outputs/priors/vae_mnist.pt"),
+    (["data=fashion_mnist"], "fashion_mnist", "outputs/priors/vae_fashion_mnist.pt"),
+])
+def test_the_test_images_and_default_prior_follow_an_override_of_the_data(override, data, prior):
+    """``--override data=D`` composes every point for D, so the images and the default prior must be D's too
+    (they came from the preset's data before, silently pairing D's configs with the preset's digits)."""
+    from argparse import Namespace
+
+    from benchmarks import experiments
+
+    exp = experiments.Experiment("prilo_fig3_gaussian", Namespace(tag="", step_fraction=1.0, override=override))
+    assert experiments._data_choice(exp) == data
+    assert experiments._default_prior(exp) == prior
+    assert exp.config().data == compose_experiment("prilo_fig3_gaussian", *override).data
+
+
 def test_a_stopped_run_keeps_the_last_complete_result(tmp_path, monkeypatch):
     """Rows are saved as they come, beside the published JSON, which only a complete run replaces."""
     from argparse import Namespace
