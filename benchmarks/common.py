@@ -7,6 +7,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -120,6 +121,18 @@ def wilson_ci95(successes: int, trials: int) -> tuple[float, float, float]:
     return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _save_figure(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+    print(f"saved {path}")
+    return path
+
+
 def plot_curves(curves: dict[str, dict[str, list]], path: Path, xlabel: str, ylabel: str, title: str = "",
                 logx: bool = False) -> Path:
     """One panel: per label an error-bar curve from ``{"x", "y", "yerr"}`` (yerr: 95% CI half-widths, or
@@ -139,13 +152,35 @@ def plot_curves(curves: dict[str, dict[str, list]], path: Path, xlabel: str, yla
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
-    print(f"saved {path}")
-    return path
+    return _save_figure(fig, path)
+
+
+def plot_categories(series: dict[str, dict[str, list]], categories: list[str], path: Path, ylabel: str,
+                    title: str = "", references: dict[str, tuple[float, float]] | None = None) -> Path:
+    """One panel for a table's rows: per label a point per category from ``{"y", "yerr"}`` (None: no point;
+    yerr: 95% CI half-widths), categories as tick labels, and ``references`` (label -> (value, CI half-width),
+    e.g. a prior's oracle bounds) as horizontal lines with their CI bands; PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    x = np.arange(len(categories))
+    width = 0.6 / max(len(series), 1)
+    for k, (label, c) in enumerate(series.items()):
+        keep = [i for i, y in enumerate(c["y"]) if y is not None]
+        ax.errorbar(x[keep] + (k - (len(series) - 1) / 2) * width, [c["y"][i] for i in keep],
+                    yerr=[c["yerr"][i] or 0 for i in keep], fmt=c.get("fmt", "o"), markersize=4, capsize=3, label=label)
+    for k, (label, (value, ci)) in enumerate((references or {}).items()):
+        line = ax.axhline(value, linestyle="--", linewidth=1, color=f"C{len(series) + k}", label=label)
+        ax.axhspan(value - ci, value + ci, color=line.get_color(), alpha=0.15)
+    ax.set_xticks(x, categories, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=7)
+    return _save_figure(fig, path)
 
 
 def save_grid(priors: dict, path: Path, n: int = 64) -> None:

@@ -41,7 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import (RESULTS_DIR, compose_experiment, experiment_sweep, plot_curves,  # noqa: E402
+from benchmarks.common import (RESULTS_DIR, compose_experiment, experiment_sweep, plot_categories, plot_curves,  # noqa: E402
                                save_grid, save_results, scale_steps, test_images, tuning_images,
                                wilson_ci95)
 from common.atomic import write_json  # noqa: E402
@@ -302,6 +302,13 @@ def dpr_fig3(args) -> Experiment:
 
 # -- PRILO table 3 --------------------------------------------------------------------------------------------
 
+def plot_table3(rows: list[dict], path: Path, title: str) -> Path:
+    """One initialisation's ablation rows of PRILO table 3: raw and aligned PSNR with 95% CIs."""
+    return plot_categories({key: {"y": [r[f"{metric}_mean"] for r in rows], "yerr": [r[f"{metric}_ci95"] for r in rows]}
+                            for key, metric in (("PSNR", "psnr"), ("PSNR aligned (oracle)", "psnr_aligned"))},
+                           [r["ablation"] for r in rows], path, "PSNR (dB)", title)
+
+
 def prilo_table3(args) -> Experiment:
     exp = Experiment("prilo_table3", args)
     sweep = experiment_sweep(exp.preset)
@@ -327,17 +334,31 @@ def prilo_table3(args) -> Experiment:
                      f"{_pm(r, 'psnr_aligned', '.2f')} | {_pm(r, 'ssim_aligned', '.3f')} | "
                      f"{f'{paper[0]:.2f} / {paper[1]:.4f}' if paper else '–'} |")
     for init in args.inits or sweep["init"]:
-        rows = [r for r in exp.rows if r["init"] == init]
-        curves = {"PSNR aligned (oracle)": {"x": list(range(len(rows))), "y": [r["psnr_aligned_mean"] for r in rows],
-                                            "yerr": [r["psnr_aligned_ci95"] for r in rows]},
-                  "PSNR": {"x": list(range(len(rows))), "y": [r["psnr_mean"] for r in rows],
-                           "yerr": [r["psnr_ci95"] for r in rows]}}
-        plot_curves(curves, exp.out_path().with_name(f"{exp.name}_{init}.png"),
-                    " / ".join(r["ablation"] for r in rows), "PSNR (dB)", f"PRILO table 3 rows, {init.upper()}")
+        plot_table3([r for r in exp.rows if r["init"] == init], exp.out_path().with_name(f"{exp.name}_{init}.png"),
+                    f"PRILO table 3 rows, {init.upper()}, {len(x)} test images, 95% CIs")
     return _finish(exp, "\n".join(lines))
 
 
 # -- PRILO table 1 (invert.py rows, resumable) -----------------------------------------------------------------
+
+def plot_table1(rows: list[dict], path: Path, title: str) -> Path:
+    """PRILO table 1 as a figure: per method raw and aligned PSNR (95% CIs) and the paper's number, beside the
+    prior's oracle bounds (range, layer balls) as horizontal lines with their CIs."""
+    bound = next((r for r in rows if r["label"] == "oracle bound"), None)
+    methods = [r for r in rows if r is not bound]
+    spaces = [k[len("psnr_"):-len("_mean")] for k in (bound or {}) if k.startswith("psnr_") and k.endswith("_mean")
+              and k not in ("psnr_mean", "psnr_aligned_mean")]
+    references = {f"oracle bound: {space}": (bound[f"psnr_{space}_mean"], bound[f"psnr_{space}_ci95"] or 0)
+                  for space in spaces}
+
+    def series(key):
+        return {"y": [r.get(f"{key}_mean") for r in methods], "yerr": [r.get(f"{key}_ci95") for r in methods]}
+
+    return plot_categories({"PSNR": series("psnr"), "PSNR aligned (oracle)": series("psnr_aligned"),
+                            "paper": {"y": [r.get("paper_psnr") for r in methods], "yerr": [0] * len(methods),
+                                      "fmt": "x"}},
+                           [r["label"] for r in methods], path, "PSNR (dB)", title, references)
+
 
 def prilo_table1(args) -> Experiment:
     from benchmarks.table1_mnist import PAPER_TABLE1, collect_rows, folder, markdown, table1_rows
@@ -366,17 +387,8 @@ def prilo_table1(args) -> Experiment:
     if not collected:
         raise UserInputError(f"no finished row in {out}")
     exp.rows.extend({"label": row, **r} for row, r in collected.items())
-    aligned = [i for i, r in enumerate(exp.rows) if r.get("psnr_aligned_mean") is not None]  # bound rows have none
-    bounds = [i for i, r in enumerate(exp.rows) if r.get("psnr_aligned_mean") is None]
-    plot_curves({"PSNR aligned (oracle)": {"x": aligned, "y": [exp.rows[i]["psnr_aligned_mean"] for i in aligned],
-                                           "yerr": [exp.rows[i]["psnr_aligned_ci95"] or 0 for i in aligned]},
-                 "oracle bound (PSNR)": {"x": bounds, "y": [exp.rows[i]["psnr_mean"] for i in bounds],
-                                         "yerr": [exp.rows[i]["psnr_ci95"] or 0 for i in bounds]},
-                 "paper": {"x": [i for i, r in enumerate(exp.rows) if "paper_psnr" in r],
-                           "y": [r["paper_psnr"] for r in exp.rows if "paper_psnr" in r],
-                           "yerr": [0] * sum("paper_psnr" in r for r in exp.rows)}},
-                exp.out_path().with_suffix(".png"), " / ".join(r["label"] for r in exp.rows), "PSNR (dB)",
-                f"PRILO table 1, {args.dataset}")
+    plot_table1(exp.rows, exp.out_path().with_suffix(".png"),
+                f"PRILO table 1, {args.dataset}, {images} test images, 95% CIs")
     return _finish(exp, markdown(collected))
 
 

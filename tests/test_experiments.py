@@ -265,3 +265,25 @@ def test_paired_psnr_pairs_rows_by_task_point_and_refuses_unpaired_runs(tmp_path
                  [str(base), "v: CSGM", str(other), "r: ILO"]):  # no such label
         with pytest.raises(SystemExit):
             paired_psnr.main(argv)
+
+
+def test_table1_figure_draws_methods_as_categories_and_each_oracle_bound_as_a_reference(tmp_path, monkeypatch):
+    from benchmarks import experiments
+
+    bound = {"label": "oracle bound", "psnr_mean": 30.0, "psnr_ci95": 0.3, "psnr_aligned_mean": None,
+             **{f"psnr_{s}_{k}": v for s, m in (("range", 25.0), ("layer1", 28.0), ("layer2", 30.0))
+                for k, v in (("mean", m), ("ci95", 0.2))}}
+    methods = [{"label": "DPR", "psnr_mean": 14.0, "psnr_ci95": 0.4, "psnr_aligned_mean": 22.0,
+                "psnr_aligned_ci95": 0.3, "paper_psnr": 24.0},
+               {"label": "HIO", "psnr_mean": 7.5, "psnr_ci95": 0.1, "psnr_aligned_mean": 80.0, "psnr_aligned_ci95": 2.0}]
+    seen = {}
+    monkeypatch.setattr(experiments, "plot_categories", lambda *a, **k: seen.update(args=a) or a[2])
+    experiments.plot_table1([bound, *methods], tmp_path / "t1.png", "t")
+    series, categories, _, _, _, references = seen["args"]
+    assert categories == ["DPR", "HIO"]
+    assert references == {"oracle bound: range": (25.0, 0.2), "oracle bound: layer1": (28.0, 0.2),
+                          "oracle bound: layer2": (30.0, 0.2)}
+    assert series["paper"]["y"] == [24.0, None] and series["PSNR aligned (oracle)"]["y"] == [22.0, 80.0]
+    monkeypatch.undo()
+    path = experiments.plot_table1([bound, *methods], tmp_path / "t1.png", "t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
