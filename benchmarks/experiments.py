@@ -620,20 +620,26 @@ def _prior_quality(exp: Experiment, paths: dict[str, str]) -> dict[str, dict]:
     return scores
 
 
+def point_keys(row: dict) -> tuple[str, ...]:
+    """The keys naming a row's sweep point: its ``axis`` (``operator`` and ``ratio`` or ``m``)."""
+    return tuple(row.get("axis") or ("operator", "ratio"))
+
+
 def paired_psnr(base_rows: list[dict], rows: list[dict]) -> list[dict]:
-    """Per task point of ``rows``, its PSNR minus that of the ``base_rows`` point on the same images (mean ± 95% CI
-    of the per-image differences, and on how many images it is higher)."""
-    base = {(r["operator"], r["ratio"]): r for r in base_rows}
+    """Per sweep point of ``rows`` (task and ratio, or operator and m), its PSNR minus that of the ``base_rows``
+    point on the same images (mean ± 95% CI of the per-image differences, and on how many images it is higher)."""
+    base = {tuple(r[k] for k in point_keys(r)): r for r in base_rows}
     out = []
     for r in rows:
-        b = base.get((r["operator"], r["ratio"]))
+        point = {k: r[k] for k in point_keys(r)}
+        b = base.get(tuple(point.values()))
         if b is None or len(b["psnr_values"]) != len(r["psnr_values"]):
-            raise UserInputError(f"no point {r['operator']} {r['ratio']} with {len(r['psnr_values'])} images to pair with; "
-                                 "compare runs of the same preset, task axes and --images")
+            raise UserInputError(f"no point {' '.join(map(str, point.values()))} with {len(r['psnr_values'])} images to "
+                                 "pair with; compare runs of the same preset, axes and --images")
         diff = [a - c for a, c in zip(r["psnr_values"], b["psnr_values"])]
         mean, ci = mean_ci95(diff)
-        out.append({"operator": r["operator"], "ratio": r["ratio"], "psnr_difference_mean": mean,
-                    "psnr_difference_ci95": ci, "better": sum(d > 0 for d in diff), "images": len(diff)})
+        out.append({**point, "psnr_difference_mean": mean, "psnr_difference_ci95": ci,
+                    "better": sum(d > 0 for d in diff), "images": len(diff)})
     return out
 
 

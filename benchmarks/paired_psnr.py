@@ -4,7 +4,8 @@ RTIL figure 5 at the mGANprior learning rate chosen for it on validation (vanill
     python benchmarks/paired_psnr.py benchmarks/results/rtil_figs_mgan.json "dcgan: mGANprior" \\
         benchmarks/results/rtil_figs_mgan_lr0.003.json "rtil_mgan_dcgan: mGANprior"
 
-prints, per task point, PSNR(second) − PSNR(first) on the same test images (mean ± 95% CI, and on how many images
+prints, per sweep point (task and ratio, or operator and m for PRILO / DPR figure 3), PSNR(second) − PSNR(first) on
+the same test images (mean ± 95% CI, and on how many images
 the second is higher). Both runs must share the preset's task axes and ``--images`` (rows keep ``psnr_values``).
 ``--plot PREFIX`` also draws both runs' PSNR (mean ± 95% CI) against the task axis, one ``PREFIX_<task>.png`` per task,
 e.g. two halves of one comparison run as separate processes (``experiments.py ilo_small --methods ... --tag ...``)."""
@@ -18,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import plot_curves  # noqa: E402
-from benchmarks.experiments import TASK_AXES, Experiment, paired_psnr  # noqa: E402
+from benchmarks.experiments import TASK_AXES, Experiment, paired_psnr, point_keys  # noqa: E402
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
 
 
@@ -38,9 +39,10 @@ def plot_pair(runs: dict[str, list[dict]], prefix: Path) -> list[Path]:
     """Per task, each run's PSNR mean ± 95% CI against the task's axis (one curve per key of ``runs``)."""
     paths = []
     for op in dict.fromkeys(r["operator"] for rows in runs.values() for r in rows):
-        curves = {name: next(iter(Experiment.curves([r for r in rows if r["operator"] == op], "ratio", "psnr").values()))
+        key = point_keys(next(r for rows in runs.values() for r in rows if r["operator"] == op))[-1]
+        curves = {name: next(iter(Experiment.curves([r for r in rows if r["operator"] == op], key, "psnr").values()))
                   for name, rows in runs.items()}
-        axis = TASK_AXES[op][2] if op in TASK_AXES else "ratio"
+        axis = TASK_AXES[op][2] if op in TASK_AXES else key
         paths.append(plot_curves(curves, prefix.with_name(f"{prefix.name}_{op}.png"), axis, "PSNR (dB)", f"{op}, 95% CI"))
     return paths
 
@@ -64,14 +66,15 @@ def main(argv=None) -> list[dict]:
         names = ((args.base_label, args.other_label) if args.base_label != args.other_label else
                  (f"{args.base_label} ({Path(args.base).stem})", f"{args.other_label} ({Path(args.other).stem})"))
         plot_pair(dict(zip(names, (base, other))), Path(args.plot))
-    errors = {(r["operator"], r["ratio"]): r.get("measurement_error_mean") for r in base}
+    errors = {tuple(r[k] for k in point_keys(r)): r.get("measurement_error_mean") for r in base}
+    keys = point_keys(other[0])
     print(f"PSNR ({args.other_label}, {Path(args.other).name}) − PSNR ({args.base_label}, {Path(args.base).name}), "
-          "paired per image\n\n| task | ratio | PSNR difference (dB) | images where the second is better | "
-          "mean measurement error, first / second |\n|---|---|---|---|---|")
+          f"paired per image\n\n| {' | '.join('task' if k == 'operator' else k for k in keys)} | PSNR difference (dB) | "
+          f"images where the second is better | mean measurement error, first / second |\n|{'---|' * (len(keys) + 3)}")
     for d, r in zip(differences, other):
-        print(f"| {d['operator']} | {d['ratio']} | {d['psnr_difference_mean']:+.2f} ± {d['psnr_difference_ci95']:.2f} | "
-              f"{d['better']}/{d['images']} | {_error(errors[d['operator'], d['ratio']])} / "
-              f"{_error(r.get('measurement_error_mean'))} |")
+        point = tuple(d[k] for k in keys)
+        print(f"| {' | '.join(map(str, point))} | {d['psnr_difference_mean']:+.2f} ± {d['psnr_difference_ci95']:.2f} | "
+              f"{d['better']}/{d['images']} | {_error(errors[point])} / {_error(r.get('measurement_error_mean'))} |")
     return differences
 
 

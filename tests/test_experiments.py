@@ -267,6 +267,25 @@ def test_paired_psnr_pairs_rows_by_task_point_and_refuses_unpaired_runs(tmp_path
             paired_psnr.main(argv)
 
 
+
+def test_paired_psnr_pairs_measurement_sweeps_by_operator_and_m(tmp_path, capsys):
+    """Rows of prilo_fig3 / dpr_fig3 name their point by ``axis`` = (operator, m), not by a task ratio."""
+    from benchmarks import paired_psnr
+
+    def rows(label, offset):
+        return [{"label": label, "operator": op, "m": m, "axis": ["operator", "m"], "psnr_mean": 10.0 + offset,
+                 "psnr_ci95": 1.0, "psnr_values": [9.0 + offset + (m == 50) * i for i in range(3)]}
+                for op in ("gaussian_pr", "complex_gaussian_pr") for m in (25, 50)]
+
+    path = tmp_path / "fig3.json"
+    path.write_text(json.dumps({"rows": rows("DPR-MII", 0.0) + rows("PRILO-MII", 2.0)}))
+    differences = paired_psnr.main([str(path), "DPR-MII", str(path), "PRILO-MII", "--plot", str(tmp_path / "p")])
+    assert [(d["operator"], d["m"]) for d in differences] == [(op, m) for op in ("gaussian_pr", "complex_gaussian_pr")
+                                                              for m in (25, 50)]
+    assert all(d["psnr_difference_mean"] == pytest.approx(2.0) and d["better"] == 3 for d in differences)
+    assert "| task | m | PSNR difference (dB)" in capsys.readouterr().out
+    assert {p.name for p in tmp_path.glob("p_*.png")} == {"p_gaussian_pr.png", "p_complex_gaussian_pr.png"}
+
 def test_table1_figure_draws_methods_as_categories_and_each_oracle_bound_as_a_reference(tmp_path, monkeypatch):
     from benchmarks import experiments
 
