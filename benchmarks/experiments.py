@@ -251,10 +251,12 @@ def _measurement_sweep(exp: Experiment, methods: dict[str, list[str]], operators
                         "measurements m", metric.upper(), f"{title}, {op}, {len(x)} test images, 95% CI")
 
 
-def _data_choice(exp: Experiment) -> str:
+def _data_choice(exp: Experiment, cfg=None) -> str:
     """The data config the run's points use: the preset's, or the one chosen by ``--override data=…``
-    (the test images must come from the data the points' configs, and so their priors, were composed for)."""
-    return compose_experiment(exp.preset, *exp.args.override, with_hydra=True).hydra.runtime.choices.data
+    (the test images must come from the data the points' configs, and so their priors, were composed for).
+    ``cfg``: the preset composed with the overrides and its hydra node, when the caller has it."""
+    cfg = cfg or compose_experiment(exp.preset, *exp.args.override, with_hydra=True)
+    return cfg.hydra.runtime.choices.data
 
 
 def _default_prior(exp: Experiment) -> str:
@@ -264,8 +266,8 @@ def _default_prior(exp: Experiment) -> str:
     from common.prior_choice import DATA_CHOICE
 
     cfg = compose_experiment(exp.preset, *exp.args.override, with_hydra=True)
-    return str(OmegaConf.to_container(cfg.prior, resolve=False)["checkpoint"]).replace(
-        DATA_CHOICE, cfg.hydra.runtime.choices.data)
+    checkpoint = str(OmegaConf.to_container(cfg.prior, resolve=False)["checkpoint"])
+    return checkpoint.replace(DATA_CHOICE, _data_choice(exp, cfg))
 
 
 def _data_overrides(cfg) -> dict:
@@ -314,9 +316,10 @@ def prilo_table3(args) -> Experiment:
     sweep = experiment_sweep(exp.preset)
     prior_path = args.prior or _default_prior(exp)
     cfg0 = exp.config(f"prior.checkpoint={prior_path}")
-    x, indices = test_images(_data_choice(exp), args.images or cfg0.num_images, **_data_overrides(cfg0))
+    data = _data_choice(exp)
+    x, indices = test_images(data, args.images or cfg0.num_images, **_data_overrides(cfg0))
     prior = exp.prior(prior_path)
-    encoder = args.encoder or f"outputs/encoders/encoder_li_{_data_choice(exp)}.pt"
+    encoder = args.encoder or f"outputs/encoders/encoder_li_{data}.pt"
     for init in args.inits or sweep["init"]:
         for ablation in (sweep["+ablation"][:1] + sweep["+ablation"][-1:] if args.quick else sweep["+ablation"]):
             cfg = exp.config(f"prior.checkpoint={prior_path}", f"+ablation={ablation}", f"init={init}",

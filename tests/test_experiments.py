@@ -267,7 +267,6 @@ def test_paired_psnr_pairs_rows_by_task_point_and_refuses_unpaired_runs(tmp_path
             paired_psnr.main(argv)
 
 
-
 def test_paired_psnr_pairs_measurement_sweeps_by_operator_and_m(tmp_path, capsys):
     """Rows of prilo_fig3 / dpr_fig3 name their point by ``axis`` = (operator, m), not by a task ratio."""
     from benchmarks import paired_psnr
@@ -285,6 +284,7 @@ def test_paired_psnr_pairs_measurement_sweeps_by_operator_and_m(tmp_path, capsys
     assert all(d["psnr_difference_mean"] == pytest.approx(2.0) and d["better"] == 3 for d in differences)
     assert "| task | m | PSNR difference (dB)" in capsys.readouterr().out
     assert {p.name for p in tmp_path.glob("p_*.png")} == {"p_gaussian_pr.png", "p_complex_gaussian_pr.png"}
+
 
 def test_table1_figure_draws_methods_as_categories_and_each_oracle_bound_as_a_reference(tmp_path, monkeypatch):
     from benchmarks import experiments
