@@ -251,6 +251,15 @@ def _measurement_sweep(exp: Experiment, methods: dict[str, list[str]], operators
                         "measurements m", metric.upper(), f"{title}, {op}, {len(x)} test images, 95% CI")
 
 
+def _chosen_methods(args, methods: dict[str, tuple[str, list[str]]], opt_in=frozenset()) -> dict[str, list[str]]:
+    """Label -> overrides of the methods ``--methods`` names (default: every method not in ``opt_in``)."""
+    unknown = sorted(set(args.methods or []) - set(methods))
+    if unknown:
+        raise UserInputError(f"--methods {' '.join(unknown)}: not a method of this run; choose from {', '.join(methods)}")
+    return {label: overrides for key, (label, overrides) in methods.items()
+            if (key in args.methods if args.methods else key not in opt_in)}
+
+
 def _data_choice(exp: Experiment, cfg=None) -> str:
     """The data config the run's points use: the preset's, or the one chosen by ``--override data=…``
     (the test images must come from the data the points' configs, and so their priors, were composed for).
@@ -286,9 +295,11 @@ def _sweep_table(exp: Experiment, paper: str) -> str:
 def prilo_fig3(args) -> Experiment:
     exp = Experiment("prilo_fig3_gaussian", args)
     sweep = experiment_sweep(exp.preset)
-    methods = {"DPR": ["solver=dpr", "init=random"], "DPR-MII": ["solver=dpr", "init=mii"],
-               "PRILO-MII": ["solver=prilo", "init=mii"], "WF": ["solver=wf", "init=random"]}
-    _measurement_sweep(exp, methods, sweep["operator"], sweep["operator.m"], args.prior or
+    methods = {"dpr": ("DPR", ["solver=dpr", "init=random"]), "dpr_mii": ("DPR-MII", ["solver=dpr", "init=mii"]),
+               "prilo_mii": ("PRILO-MII", ["solver=prilo", "init=mii"]),
+               "prilo_mii_paper": ("PRILO-MII (paper rule)", ["solver=prilo_paper", "init=mii"]),
+               "wf": ("WF", ["solver=wf", "init=random"])}
+    _measurement_sweep(exp, _chosen_methods(args, methods), sweep["operator"], sweep["operator.m"], args.prior or
                        _default_prior(exp), "PRILO fig. 3 (MNIST)")
     return _finish(exp, _sweep_table(exp, "figure only"))
 
@@ -543,11 +554,7 @@ def ilo_small(args) -> Experiment:
     methods["csgm_starts"] = (f"CSGM, best of {CSGM_STARTS} starts x {steps} steps",
                               ["solver=csgm", init, f"restarts={CSGM_STARTS}",
                                *_stretched_schedule(exp, steps, "solver=csgm", init)])
-    unknown = sorted(set(args.methods or []) - set(methods))
-    if unknown:
-        raise UserInputError(f"--methods {' '.join(unknown)}: not a method of this run; choose from {', '.join(methods)}")
-    chosen = {label: overrides for key, (label, overrides) in methods.items()
-              if (key in args.methods if args.methods else key not in OPT_IN_METHODS)}
+    chosen = _chosen_methods(args, methods, opt_in=OPT_IN_METHODS)
     operators = ["cs_circulant", "inpainting", "super_resolution", "denoising"]
     _task_sweep(exp, chosen, operators[:1] if args.quick else operators, prior_path, x, indices)
     if _data_choice(exp) != "prior_samples":  # on its own samples the bound is exact reconstruction
@@ -805,6 +812,9 @@ SUBCOMMANDS = {"dpr_fig2": dpr_fig2, "prilo_fig3": prilo_fig3, "dpr_fig3": dpr_f
                "prilo_table1": prilo_table1, "ilo_small": ilo_small, "rtil_figs": rtil_figs,
                "rtil_mgan_recipe": rtil_mgan_recipe, "mgan_lr": mgan_lr, "ilo_l1_radius": ilo_l1_radius}
 
+#: the subcommands whose methods --methods can subset
+METHOD_CHOICES = ("ilo_small", "prilo_fig3")
+
 
 @exit_on_user_error
 def main(argv=None) -> Experiment:
@@ -826,8 +836,9 @@ def main(argv=None) -> Experiment:
     parser.add_argument("--dcgan", action="store_true", help="ilo_small: the 64x64 face DCGAN preset (ilo_small_dcgan)")
     parser.add_argument("--methods", nargs="+", default=None,
                         help="ilo_small: a subset of csgm, ilo, ilo_equal_compute, ilo_l1, csgm_starts (CSGM's steps "
-                             "split over 4 starts, the lowest measurement error kept; run only when named); with --tag, "
-                             "so that the full run's results stay")
+                             "split over 4 starts, the lowest measurement error kept; run only when named); prilo_fig3: "
+                             "of dpr, dpr_mii, prilo_mii, prilo_mii_paper, wf; with --tag, so that the full run's "
+                             "results stay")
     parser.add_argument("--train-epochs", type=int, default=None,
                         help="rtil_figs: epochs of each prior trained here (default: 30 for the DCGANs, 35 for the StyleGAN2s)")
     parser.add_argument("--out", default=None, help="prilo_table1: run folders (resumable)")
@@ -848,6 +859,9 @@ def main(argv=None) -> Experiment:
         raise UserInputError(f"--tag {args.tag!r}: use letters, digits, '.', '_' or '-' (it becomes part of file names)")
     if not 0 < args.step_fraction:
         raise UserInputError(f"--step-fraction must be > 0, got {args.step_fraction}")
+    if args.methods and args.experiment not in METHOD_CHOICES:
+        raise UserInputError(f"--methods: {args.experiment} runs all its methods; only "
+                             f"{' and '.join(METHOD_CHOICES)} take a subset")
     torch.set_num_threads(args.threads)
     return SUBCOMMANDS[args.experiment](args)
 

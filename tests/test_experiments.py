@@ -139,6 +139,8 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
             # the official ILO schedule has 150 steps, CSGM 1000: ILO is also run with CSGM's step count
             assert {r["label"] for r in payload["rows"]} >= {"CSGM", "ILO", "ILO, 1000 steps"}
             assert any(r["label"].startswith("ILO-l1") for r in payload["rows"])  # and with its l1 balls
+        if name == "prilo_fig3":  # PRILO-MII by our rules and by the paper's, at the same starts and schedule
+            assert [r["label"] for r in payload["rows"]] == ["DPR", "DPR-MII", "PRILO-MII", "PRILO-MII (paper rule)", "WF"]
         if name == "ilo_small_dcgan":  # CSGM with its steps split over starts runs only when asked for
             assert {r["label"] for r in payload["rows"]} == {"CSGM", "ILO"}
         if name == "mgan_lr":  # tuned on validation digits by the measurement error alone
@@ -161,6 +163,12 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
     rows = json.loads(starts.out_path().read_text())["rows"]  # 4 starts x 250 of CSGM's 1000 steps, one kept
     assert [r["label"] for r in rows] == ["CSGM, best of 4 starts x 250 steps"]
     assert [(c.solver.name, c.restarts, c.solver.schedule[0].steps) for c in solved] == [("csgm", 4, round(250 * 0.01))]
+    solved.clear()  # prilo_fig3 --methods: only the named rules run, the paper's = solver=prilo_paper
+    paper = experiments.main([*map(str, runs["prilo_fig3"]), "--quick", "--threads", "1", "--methods", "prilo_mii_paper",
+                              "--tag", "_paper"])
+    assert [r["label"] for r in json.loads(paper.out_path().read_text())["rows"]] == ["PRILO-MII (paper rule)"]
+    assert [(c.solver.name, c.solver.select, c.solver.two_start, c.init.name) for c in solved] == [
+        ("prilo_paper", "final", False, "mii")]
     solved.clear()  # an override that a method's own settings would replace is refused before anything runs
     with pytest.raises(SystemExit):
         experiments.main([*map(str, runs["ilo_small_dcgan"]), "--quick", "--methods", "csgm", "csgm_starts",
@@ -172,6 +180,10 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
         experiments.main(["rtil_figs", "--quick", "--priors", f"pggan={dcgan}"])
     with pytest.raises(SystemExit):  # ilo_small's methods are csgm, ilo, ilo_equal_compute, ilo_l1
         experiments.main(["ilo_small", "--quick", "--prior", str(stylegan), "--methods", "ilo_l2"])
+    with pytest.raises(SystemExit):  # dpr_fig3 has no method subsets: --methods would be ignored
+        experiments.main(["dpr_fig3", "--quick", "--prior", str(vae), "--methods", "wf"])
+    with pytest.raises(SystemExit):
+        experiments.main(["prilo_fig3", "--quick", "--prior", str(vae), "--methods", "prilo"])
     with pytest.raises(SystemExit):  # the tag becomes part of file names
         experiments.main(["mgan_lr", "--quick", "--tag", "../x"])
 
@@ -188,22 +200,24 @@ def test_a_task_sweep_refuses_an_override_of_any_tasks_axis_before_loading_or_so
                                 str(tmp_path / "no_prior.pt"), None, None)
 
 
-@pytest.mark.parametrize("override, data, prior", [
-    ([], "mnist_embedded", "outputs/priors/vae_mnist_embedded.pt"),
-    (["data=mnist", "data.root=/some/mnist"], "mnist", "outputs/priors/vae_mnist.pt"),
-    (["data=fashion_mnist"], "fashion_mnist", "outputs/priors/vae_fashion_mnist.pt"),
+@pytest.mark.parametrize("preset, override, data, prior", [
+    ("prilo_fig3_gaussian", [], "mnist_embedded", "outputs/priors/vae_mnist_embedded.pt"),
+    ("prilo_fig3_gaussian", ["data=mnist", "data.root=/some/mnist"], "mnist", "outputs/priors/vae_mnist.pt"),
+    ("prilo_fig3_gaussian", ["data=fashion_mnist"], "fashion_mnist", "outputs/priors/vae_fashion_mnist.pt"),
+    ("dpr_fig3", [], "mnist_embedded", "outputs/priors/vae_dpr_mnist_embedded.pt"),  # the preset's own model
+    ("dpr_fig3", ["data=mnist", "data.root=/some/mnist"], "mnist", "outputs/priors/vae_dpr_mnist.pt"),
 ])
-def test_the_test_images_and_default_prior_follow_an_override_of_the_data(override, data, prior):
+def test_the_test_images_and_default_prior_follow_an_override_of_the_data(preset, override, data, prior):
     """``--override data=D`` composes every point for D, so the images and the default prior must be D's too
     (they came from the preset's data before, silently pairing D's configs with the preset's digits)."""
     from argparse import Namespace
 
     from benchmarks import experiments
 
-    exp = experiments.Experiment("prilo_fig3_gaussian", Namespace(tag="", step_fraction=1.0, override=override))
+    exp = experiments.Experiment(preset, Namespace(tag="", step_fraction=1.0, override=override))
     assert experiments._data_choice(exp) == data
     assert experiments._default_prior(exp) == prior
-    assert exp.config().data == compose_experiment("prilo_fig3_gaussian", *override).data
+    assert exp.config().data == compose_experiment(preset, *override).data
 
 
 def test_a_stopped_run_keeps_the_last_complete_result(tmp_path, monkeypatch):
