@@ -244,11 +244,19 @@ def _measurement_sweep(exp: Experiment, methods: dict[str, list[str]], operators
                                  *(["init.num_candidates=16"] if args.quick and "init=mii" in overrides else []))
                 x_hat, error, seconds = exp.solve(cfg, x, indices, prior=prior)
                 exp.image_row(label, {"operator": op, "m": int(m), "axis": ["operator", "m"]}, x_hat, x, error, seconds)
-    for op in operators:
-        rows = [r for r in exp.rows if r["operator"] == op]
+    sweep_plots(exp.rows, exp.out_path().with_name(exp.name), f"{title}, {{operator}}, {len(x)} test images, 95% CI")
+
+
+def sweep_plots(rows: list[dict], prefix: Path, title: str) -> list[Path]:
+    """Per operator of a measurement sweep, ``PREFIX_<operator>_<psnr|ssim>.png``: every method against m;
+    ``title`` may name ``{operator}``."""
+    paths = []
+    for op in dict.fromkeys(r["operator"] for r in rows):
         for metric in ("psnr", "ssim"):
-            plot_curves(exp.curves(rows, "m", metric), exp.out_path().with_name(f"{exp.name}_{op}_{metric}.png"),
-                        "measurements m", metric.upper(), f"{title}, {op}, {len(x)} test images, 95% CI")
+            paths.append(plot_curves(Experiment.curves([r for r in rows if r["operator"] == op], "m", metric),
+                                     prefix.with_name(f"{prefix.name}_{op}_{metric}.png"), "measurements m",
+                                     metric.upper(), title.format(operator=op)))
+    return paths
 
 
 def _chosen_methods(args, methods: dict[str, tuple[str, list[str]]], opt_in=frozenset()) -> dict[str, list[str]]:
@@ -284,9 +292,9 @@ def _data_overrides(cfg) -> dict:
     return {k: cfg.data[k] for k in ("root", "image_size") if k in cfg.data}
 
 
-def _sweep_table(exp: Experiment, paper: str) -> str:
+def sweep_table(rows: list[dict], paper: str) -> str:
     lines = ["| operator | m | method | PSNR (dB) | SSIM | MSE | meas. error | paper |", "|---|---|---|---|---|---|---|---|"]
-    for r in exp.rows:
+    for r in rows:
         lines.append(f"| {r['operator']} | {r['m']} | {r['label']} | {_pm(r, 'psnr', '.2f')} | {_pm(r, 'ssim', '.3f')} | "
                      f"{r['mse_mean']:.4f} | {r['measurement_error_mean']:.2e} | {paper} |")
     return "\n".join(lines)
@@ -301,7 +309,7 @@ def prilo_fig3(args) -> Experiment:
                "wf": ("WF", ["solver=wf", "init=random"])}
     _measurement_sweep(exp, _chosen_methods(args, methods), sweep["operator"], sweep["operator.m"], args.prior or
                        _default_prior(exp), "PRILO fig. 3 (MNIST)")
-    return _finish(exp, _sweep_table(exp, "figure only"))
+    return _finish(exp, sweep_table(exp.rows, "figure only"))
 
 
 def dpr_fig3(args) -> Experiment:
@@ -310,7 +318,7 @@ def dpr_fig3(args) -> Experiment:
     methods = {"DPR": [], "WF": ["solver=wf", "init=random"]}
     _measurement_sweep(exp, methods, ["gaussian_pr"], sweep["operator.m"], args.prior or
                        _default_prior(exp), "DPR fig. 3 (MNIST, latent-20 VAE)")
-    return _finish(exp, _sweep_table(exp, "figure only"))
+    return _finish(exp, sweep_table(exp.rows, "figure only"))
 
 
 # -- PRILO table 3 --------------------------------------------------------------------------------------------
@@ -425,18 +433,30 @@ def _task_sweep(exp: Experiment, methods: dict[str, list[str]], operators: list[
 
 
 def _task_plots_and_table(exp: Experiment, operators: list[str], paper: str) -> str:
-    bounds = [r for r in exp.rows if r["operator"] == "oracle"]  # one per prior, the same at every ratio
-    for op in operators:
-        rows = [r for r in exp.rows if r["operator"] == op]
-        curves = exp.curves(rows, "ratio", "psnr")
-        xs = sorted({float(r["ratio"]) for r in rows})
+    task_plots([r for r in exp.rows if r["operator"] in (*operators, "oracle")], exp.out_path().with_name(exp.name))
+    return task_table(exp.rows, paper)
+
+
+def task_plots(rows: list[dict], prefix: Path) -> list[Path]:
+    """Per task of a task sweep, ``PREFIX_<task>.png``: every method's PSNR against the task's axis, and each
+    oracle-bound row (operator ``oracle``) as a flat line."""
+    bounds = [r for r in rows if r["operator"] == "oracle"]  # one per prior, the same at every ratio
+    paths = []
+    for op in dict.fromkeys(r["operator"] for r in rows if r["operator"] != "oracle"):
+        op_rows = [r for r in rows if r["operator"] == op]
+        curves = Experiment.curves(op_rows, "ratio", "psnr")
+        xs = sorted({float(r["ratio"]) for r in op_rows})
         for b in bounds:  # G's range where the row has it: the output-space bound can sit far off the scale
             key, name = ("psnr_range", f"{b['label']} (G's range)") if "psnr_range_mean" in b else ("psnr", b["label"])
             curves[name] = {"x": xs, "y": [b[f"{key}_mean"]] * len(xs), "yerr": [b[f"{key}_ci95"]] * len(xs)}
-        plot_curves(curves, exp.out_path().with_name(f"{exp.name}_{op}.png"),
-                    TASK_AXES[op][2], "PSNR (dB)", f"{exp.name}: {op}, 95% CI")
+        paths.append(plot_curves(curves, prefix.with_name(f"{prefix.name}_{op}.png"),
+                                 TASK_AXES[op][2], "PSNR (dB)", f"{prefix.name}: {op}, 95% CI"))
+    return paths
+
+
+def task_table(rows: list[dict], paper: str) -> str:
     lines = ["| task | ratio | method | PSNR (dB) | SSIM | LPIPS | paper |", "|---|---|---|---|---|---|---|"]
-    for r in exp.rows:
+    for r in rows:
         lines.append(f"| {r['operator']} | {'–' if r['ratio'] is None else r['ratio']} | {r['label']} | "
                      f"{_pm(r, 'psnr', '.2f')} | {_pm(r, 'ssim', '.3f')} | {_pm(r, 'lpips', '.3f')} | "
                      f"{'–' if r['operator'] == 'oracle' else paper} |")

@@ -1,0 +1,105 @@
+"""One table and one figure per task from several results files of benchmarks/experiments.py that ran on the
+same test images, e.g. the halves of one comparison run as separate processes (``--methods ... --tag ...``):
+
+    python benchmarks/merge_results.py benchmarks/results/prilo_fig3_gaussian_mnist.json \\
+        benchmarks/results/prilo_fig3_gaussian_mnist_paper_rule.json --out benchmarks/results/prilo_fig3_gaussian_mnist_all
+
+writes OUT.md (every file's rows, point by point in the first file's order, then the files' order) and the
+subcommand's plots of all of them: ``OUT_<operator>_<psnr|ssim>.png`` for measurement sweeps (PRILO / DPR figure 3),
+``OUT_<task>.png`` for task sweeps (ILO, RTIL). A label that several files use is suffixed with its file's name.
+Nothing is recomputed: the rows are the files' own (mean ± 95% CI over the images).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.experiments import point_keys, sweep_plots, sweep_table, task_plots, task_table  # noqa: E402
+from common.errors import UserInputError, exit_on_user_error  # noqa: E402
+
+
+def load_payload(path: str) -> dict:
+    try:
+        payload = json.loads(Path(path).read_text())
+        rows = payload["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserInputError(f"{path}: not a results file of benchmarks/experiments.py ({err})") from None
+    if not isinstance(rows, list) or not rows:
+        raise UserInputError(f"{path}: no rows to merge")
+    if not payload.get("complete", False):
+        raise UserInputError(f"{path}: an unfinished run (complete: false); merge finished runs only")
+    return payload
+
+
+def _data(payload: dict) -> str:
+    """The data its test images came from, as far as the file says: its ``--override data=D``, else the preset's."""
+    return next((o.split("=", 1)[1] for o in payload.get("overrides", []) if o.startswith("data=")), "the preset's")
+
+
+def merged_rows(files: list[str]) -> list[dict]:
+    """Every file's rows, labels made unique, ordered by point (first file's order) and then by file; refused
+    unless every file sweeps the same kind of point, on the same number of images of the same data."""
+    payloads = {path: load_payload(path) for path in files}
+    data = {path: _data(payload) for path, payload in payloads.items()}
+    if len(set(data.values())) > 1:
+        raise UserInputError("the files' test images come from different data (" + "; ".join(
+            f"{Path(p).name}: {d}" for p, d in data.items()) + "); merge runs on the same images")
+    runs = {path: payload["rows"] for path, payload in payloads.items()}
+    kinds = {path: {point_keys(r) for r in rows if r.get("operator") != "oracle"} for path, rows in runs.items()}
+    if len({frozenset(k) for k in kinds.values()}) > 1:
+        raise UserInputError("the files sweep different points (" + "; ".join(
+            f"{Path(p).name}: {', '.join('/'.join(k) for k in sorted(v))}" for p, v in kinds.items()) + "); merge runs of one subcommand")
+    images = {path: {r["images"] for r in rows} for path, rows in runs.items()}
+    if len(set().union(*images.values())) > 1:
+        raise UserInputError("the files ran on different numbers of test images (" + "; ".join(
+            f"{Path(p).name}: {sorted(v)}" for p, v in images.items()) + "); merge runs on the same images")
+    owners: dict[str, set[str]] = {}
+    for path, rows in runs.items():
+        for r in rows:
+            owners.setdefault(r["label"], set()).add(path)
+    out = []
+    for path, rows in runs.items():
+        out += [{**r, "label": f"{r['label']} ({Path(path).stem})" if len(owners[r["label"]]) > 1 else r["label"]}
+                for r in rows]
+    order = list(dict.fromkeys(_point(r) for r in out))
+    return sorted(out, key=lambda r: order.index(_point(r)))  # stable: within a point, the files' order
+
+
+def _point(row: dict) -> tuple:
+    return tuple(row[k] for k in point_keys(row))
+
+
+@exit_on_user_error
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+", help="results files (benchmarks/results/<name>.json), at least two")
+    parser.add_argument("--out", required=True, help="prefix of the table (OUT.md) and plots (OUT_*.png)")
+    parser.add_argument("--paper", default="figure only", help="the paper column's text")
+    args = parser.parse_args(argv)
+    if len(args.files) < 2:
+        raise UserInputError("give at least two results files to merge")
+    out = Path(args.out)
+    if out.resolve() in {Path(f).resolve().with_suffix("") for f in args.files}:
+        raise UserInputError(f"--out {args.out}: names an input's own results; choose another prefix")
+    rows = merged_rows(args.files)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    measurement_sweep = "m" in point_keys(next(r for r in rows if r.get("operator") != "oracle"))
+    if measurement_sweep:
+        sweep_plots(rows, out, f"{out.name}: {{operator}}, {rows[0]['images']} test images, 95% CI")
+        table = sweep_table(rows, args.paper)
+    else:
+        task_plots(rows, out)
+        table = task_table(rows, args.paper)
+    markdown = out.with_name(f"{out.name}.md")
+    markdown.write_text(table + "\n")
+    print(table)
+    print(f"saved {markdown}")
+    return table
+
+
+if __name__ == "__main__":
+    main()

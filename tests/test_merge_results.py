@@ -1,0 +1,59 @@
+"""benchmarks/merge_results.py: several runs of one subcommand on the same images as one table and figure."""
+import json
+
+import pytest
+
+from benchmarks import merge_results
+
+
+def _row(label, operator, point, images=4, psnr=20.0):
+    key = "m" if "pr" in operator else "ratio"
+    return {"label": label, "operator": operator, key: point, "axis": ["operator", key], "images": images,
+            "psnr_mean": psnr, "psnr_ci95": 0.5, "ssim_mean": 0.8, "ssim_ci95": 0.01, "lpips_mean": 0.1,
+            "lpips_ci95": 0.01, "mse_mean": 0.01, "measurement_error_mean": 1e-3}
+
+
+def _results(path, rows, complete=True, overrides=()):
+    path.write_text(json.dumps({"experiment": path.stem, "complete": complete, "rows": rows, "overrides": list(overrides)}))
+    return str(path)
+
+
+def test_measurement_sweeps_merge_point_by_point_with_one_figure_of_every_method(tmp_path):
+    a = _results(tmp_path / "a.json", [_row(lab, "gaussian_pr", m) for m in (25, 50) for lab in ("DPR", "PRILO-MII")])
+    b = _results(tmp_path / "b.json", [_row(lab, "gaussian_pr", m) for m in (25, 50)
+                                       for lab in ("PRILO-MII", "PRILO-MII (paper rule)")])
+    table = merge_results.main([a, b, "--out", str(tmp_path / "out" / "all")])
+    lines = [line.split(" | ") for line in table.splitlines()[2:]]
+    assert [(cells[1], cells[2]) for cells in lines] == [
+        ("25", "DPR"), ("25", "PRILO-MII (a)"), ("25", "PRILO-MII (b)"), ("25", "PRILO-MII (paper rule)"),
+        ("50", "DPR"), ("50", "PRILO-MII (a)"), ("50", "PRILO-MII (b)"), ("50", "PRILO-MII (paper rule)")]
+    assert (tmp_path / "out" / "all.md").read_text() == table + "\n"
+    assert {p.name for p in (tmp_path / "out").glob("*.png")} == {"all_gaussian_pr_psnr.png", "all_gaussian_pr_ssim.png"}
+
+
+def test_task_sweeps_merge_with_the_oracle_bound_row(tmp_path):
+    bound = {**_row("oracle bound", "oracle", None), "axis": ["operator"], "psnr_range_mean": 30.0, "psnr_range_ci95": 1.0}
+    a = _results(tmp_path / "csgm.json", [_row("CSGM", "inpainting", r) for r in (0.1, 0.2)] + [bound])
+    b = _results(tmp_path / "ilo.json", [_row("ILO", "inpainting", r, psnr=25.0) for r in (0.1, 0.2)])
+    table = merge_results.main([a, b, "--out", str(tmp_path / "t")])
+    assert [line.split(" | ")[2] for line in table.splitlines()[2:]] == ["CSGM", "ILO", "CSGM", "ILO", "oracle bound"]
+    assert (tmp_path / "t_inpainting.png").exists() and not (tmp_path / "t_oracle.png").exists()
+
+
+@pytest.mark.parametrize("case", ["one file", "other images", "other data", "unfinished", "other points", "out is an input",
+                                  "no rows"])
+def test_files_that_do_not_merge_are_refused_and_nothing_is_written(tmp_path, capsys, case):
+    a = _results(tmp_path / "a.json", [_row("DPR", "gaussian_pr", 25)])
+    second = {"other images": ([_row("WF", "gaussian_pr", 25, images=8)], True),
+              "other data": ([_row("WF", "gaussian_pr", 25)], True, ["data=mnist"]),  # same count, other digits
+              "unfinished": ([_row("WF", "gaussian_pr", 25)], False),
+              "no rows": ([], True),
+              "other points": ([_row("ILO", "inpainting", 0.1)], True),
+              "out is an input": ([_row("WF", "gaussian_pr", 25)], True)}.get(case)
+    b = _results(tmp_path / "b.json", *second) if second else None
+    out = tmp_path / ("a" if case == "out is an input" else "merged")
+    with pytest.raises(SystemExit) as exit_info:
+        merge_results.main([a, *([b] if b else []), "--out", str(out)])
+    assert exit_info.value.code != 0
+    assert capsys.readouterr().err.strip().count("\n") == 0  # one line
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.json", *(["b.json"] if b else [])])
