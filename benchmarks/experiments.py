@@ -882,6 +882,9 @@ def main(argv=None) -> Experiment:
     if args.methods and args.experiment not in METHOD_CHOICES:
         raise UserInputError(f"--methods: {args.experiment} runs all its methods; only "
                              f"{' and '.join(METHOD_CHOICES)} take a subset")
+    if args.methods and not args.tag and not args.quick:  # a subset would replace the full run's results file
+        raise UserInputError(f"--methods {' '.join(args.methods)} runs a subset of {args.experiment}'s methods: add "
+                             f"--tag _T so that it writes {args.experiment}…_T.json and the full run's results stay")
     torch.set_num_threads(args.threads)
     return SUBCOMMANDS[args.experiment](args)
 

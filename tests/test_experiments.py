@@ -180,12 +180,25 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
         experiments.main(["rtil_figs", "--quick", "--priors", f"pggan={dcgan}"])
     with pytest.raises(SystemExit):  # ilo_small's methods are csgm, ilo, ilo_equal_compute, ilo_l1
         experiments.main(["ilo_small", "--quick", "--prior", str(stylegan), "--methods", "ilo_l2"])
-    with pytest.raises(SystemExit):  # dpr_fig3 has no method subsets: --methods would be ignored
-        experiments.main(["dpr_fig3", "--quick", "--prior", str(vae), "--methods", "wf"])
-    with pytest.raises(SystemExit):
-        experiments.main(["prilo_fig3", "--quick", "--prior", str(vae), "--methods", "prilo"])
     with pytest.raises(SystemExit):  # the tag becomes part of file names
         experiments.main(["mgan_lr", "--quick", "--tag", "../x"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["prilo_fig3", "--images", "1", "--methods", "wf"], "add --tag"),  # would replace the full run's results
+    (["dpr_fig3", "--quick", "--methods", "wf"], "runs all its methods"),  # would be ignored
+    (["prilo_fig3", "--quick", "--methods", "prilo"], "not a method of this run"),
+])
+def test_a_method_subset_is_refused_where_it_would_replace_results_or_be_ignored(argv, message, tmp_path, capsys,
+                                                                                    monkeypatch):
+    from benchmarks import experiments
+
+    monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main([*argv, "--prior", str(tmp_path / "no_prior.pt")])  # refused before any prior is read
+    assert exit_info.value.code != 0 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_task_sweep_refuses_an_override_of_any_tasks_axis_before_loading_or_solving_anything(tmp_path):
