@@ -121,6 +121,16 @@ def wilson_ci95(successes: int, trials: int) -> tuple[float, float, float]:
     return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
+def mcnemar_exact(only_first: int, only_second: int) -> float:
+    """Two-sided exact McNemar p-value of paired binary outcomes from the discordant pairs alone (successes of
+    the first method only, of the second only): the binomial test of ``only_first`` out of their sum at 1/2."""
+    n = only_first + only_second
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_first, only_second) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
 def _save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 

@@ -28,6 +28,7 @@ anything: reported numbers are on the test split (dpr_fig2: instance seeds 0..N-
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -42,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import (RESULTS_DIR, compose_experiment, experiment_sweep, plot_categories, plot_curves,  # noqa: E402
-                               save_grid, save_results, scale_steps, test_images, tuning_images,
+                               mcnemar_exact, save_grid, save_results, scale_steps, test_images, tuning_images,
                                wilson_ci95)
 from common.atomic import write_json  # noqa: E402
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
@@ -192,6 +193,13 @@ def dpr_fig2(args) -> Experiment:
     from operators.gaussian import GaussianPhaseRetrievalBank
 
     exp = Experiment("dpr_fig2", args)
+    if args.collect_only:  # the table of a finished run's results file, nothing run or written
+        path = exp.out_path()
+        if not path.exists():
+            raise UserInputError(f"--collect-only: no results file {path}; run dpr_fig2{' --tag ' + args.tag if args.tag else ''} first")
+        table = dpr_fig2_table(json.loads(path.read_text())["rows"], exp.config().success_threshold)
+        print(table)
+        return exp
     sweep = experiment_sweep(exp.preset)
     ratios, checks = _axis(sweep["operator.ratio"], args.quick, args.axis), sweep["solver.negation_check"]
     instances = args.images or exp.config().num_images
@@ -220,12 +228,32 @@ def dpr_fig2(args) -> Experiment:
         c["yerr"][1].append(max(0.0, r["success_ci95"][1] - r["success_rate"]))
     plot_curves(curves, exp.out_path().with_suffix(".png"), "m / n (n = 1000)",
                 "success rate (rel. error ≤ 1e-3)", f"DPR fig. 2: k=10 ReLU generator, {instances} instances, 95% Wilson CI")
-    lines = ["| m/n | m | DPR with negation check | DPR without | paper |", "|---|---|---|---|---|"]
-    for ratio in ratios:
-        pair = {r["negation_check"]: r for r in exp.rows if r["ratio"] == float(ratio)}
-        cell = lambda r: f"{r['successes']}/{r['instances']} ({r['success_rate']:.0%}, CI {r['success_ci95'][0]:.0%}–{r['success_ci95'][1]:.0%})"  # noqa: E731
-        lines.append(f"| {float(ratio):.2f} | {pair[True]['m']} | {cell(pair[True])} | {cell(pair[False])} | figure only |")
-    return _finish(exp, "\n".join(lines))
+    return _finish(exp, dpr_fig2_table(exp.rows, exp.config().success_threshold))
+
+
+def dpr_fig2_table(rows: list[dict], threshold: float) -> str:
+    """Success counts with and without the negation check per m/n, and the paired comparison on the same
+    instances (both runs solve instance i from the same A, generator, z0 and start): instances solved by one
+    only, and the exact McNemar p-value; the last line pools every m/n."""
+    lines = ["| m/n | m | DPR with negation check | DPR without | solved with only / without only (paired) | "
+             "McNemar p | paper |", "|---|---|---|---|---|---|---|"]
+    pooled = [0, 0, 0, 0, 0]  # with, without, with only, without only, instances
+
+    def cell(wins, n):
+        rate, low, high = wilson_ci95(wins, n)
+        return f"{wins}/{n} ({rate:.0%}, CI {low:.0%}–{high:.0%})"
+
+    for ratio in dict.fromkeys(r["ratio"] for r in rows):
+        pair = {r["negation_check"]: r for r in rows if r["ratio"] == ratio}
+        on, off = ([e <= threshold for e in pair[check]["relative_errors"]] for check in (True, False))
+        counts = [sum(on), sum(off), sum(a and not b for a, b in zip(on, off)),
+                  sum(b and not a for a, b in zip(on, off)), len(on)]
+        pooled = [p + c for p, c in zip(pooled, counts)]
+        lines.append(f"| {ratio:.2f} | {pair[True]['m']} | {cell(counts[0], counts[4])} | {cell(counts[1], counts[4])} | "
+                     f"{counts[2]} / {counts[3]} | {mcnemar_exact(counts[2], counts[3]):.2g} | figure only |")
+    lines.append(f"| all | – | {cell(pooled[0], pooled[4])} | {cell(pooled[1], pooled[4])} | {pooled[2]} / {pooled[3]} | "
+                 f"{mcnemar_exact(pooled[2], pooled[3]):.2g} | – |")
+    return "\n".join(lines)
 
 
 # -- Gaussian phase retrieval sweeps: PRILO figure 3, DPR figure 3 ---------------------------------------------
@@ -863,7 +891,8 @@ def main(argv=None) -> Experiment:
                         help="rtil_figs: epochs of each prior trained here (default: 30 for the DCGANs, 35 for the StyleGAN2s)")
     parser.add_argument("--out", default=None, help="prilo_table1: run folders (resumable)")
     parser.add_argument("--collect-only", action="store_true",
-                        help="prilo_table1: tabulate the finished rows in the run folders, run nothing")
+                        help="prilo_table1: tabulate the finished rows in the run folders, run nothing; dpr_fig2: print "
+                             "the table of its results file (with --tag: that run's), run and write nothing")
     parser.add_argument("--override", nargs="*", default=[],
                         help="extra Hydra overrides for every point (refused for a key that a point or method sets)")
     parser.add_argument("--tag", default="", help="suffix of the results files, e.g. _lr0.003 for a run with --override "

@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from benchmarks.common import compose_experiment, experiment_sweep, scale_steps, wilson_ci95
+from benchmarks.common import compose_experiment, experiment_sweep, mcnemar_exact, scale_steps, wilson_ci95
 from common.cli import CONF_DIR, check_config
 from common.errors import UserInputError
 from evaluation.metrics import relative_error
@@ -58,6 +58,35 @@ def test_scale_steps_and_wilson_interval():
     assert p == 0 and low == pytest.approx(0, abs=1e-12) and 0.1 < high < 0.15  # a run of failures still has an upper bound
     p, low, high = wilson_ci95(25, 25)
     assert p == 1 and high == pytest.approx(1) and 0.85 < low < 0.9
+
+
+def test_mcnemar_exact_is_the_two_sided_binomial_test_of_the_discordant_pairs():
+    assert mcnemar_exact(8, 1) == pytest.approx(2 * (1 + 9) / 2 ** 9)  # 2 P(X <= 1), X ~ B(9, 1/2)
+    assert mcnemar_exact(1, 8) == mcnemar_exact(8, 1)
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(3, 3) == 1.0  # capped at 1
+    assert mcnemar_exact(5, 0) == pytest.approx(2 / 32)
+
+
+def test_dpr_fig2_table_pairs_the_same_instances_with_and_without_the_check(tmp_path, monkeypatch, capsys):
+    """Instance i is solved from the same A, generator and start both ways: the table counts the instances one
+    of them solves alone and tests them (McNemar), per m/n and pooled; --collect-only prints it from the file."""
+    from argparse import Namespace
+
+    from benchmarks import experiments
+
+    def row(check, errors, ratio=0.05):
+        return {"ratio": ratio, "m": int(ratio * 1000), "negation_check": check, "relative_errors": errors}
+
+    rows = [row(True, [1e-7, 1e-7, 1e-7, 0.5]), row(False, [1e-7, 0.9, 0.8, 1e-7]),
+            row(True, [1e-7] * 4, 0.1), row(False, [1e-7] * 4, 0.1)]
+    lines = experiments.dpr_fig2_table(rows, 1e-3).splitlines()
+    assert lines[2].split(" | ")[2:6] == ["3/4 (75%, CI 30%–95%)", "2/4 (50%, CI 15%–85%)", "2 / 1", "1"]
+    assert lines[4].split(" | ")[2:6] == ["7/8 (88%, CI 53%–98%)", "6/8 (75%, CI 41%–93%)", "2 / 1", "1"]
+    monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
+    (tmp_path / "dpr_fig2_t.json").write_text(json.dumps({"rows": rows}))
+    args = Namespace(tag="_t", quick=False, collect_only=True, step_fraction=1.0, override=[], images=None, axis=None)
+    experiments.dpr_fig2(args)
+    assert "| all | – | 7/8" in capsys.readouterr().out and sorted(p.name for p in tmp_path.iterdir()) == ["dpr_fig2_t.json"]
 
 
 def test_random_relu_generator_is_seeded_layered_and_loadable(tmp_path):
