@@ -683,20 +683,24 @@ def point_keys(row: dict) -> tuple[str, ...]:
     return tuple(row.get("axis") or ("operator", "ratio"))
 
 
+def point(row: dict) -> tuple:
+    """A row's sweep point: the values of its :func:`point_keys`."""
+    return tuple(row[k] for k in point_keys(row))
+
+
 def paired_psnr(base_rows: list[dict], rows: list[dict]) -> list[dict]:
     """Per sweep point of ``rows`` (task and ratio, or operator and m), its PSNR minus that of the ``base_rows``
     point on the same images (mean ± 95% CI of the per-image differences, and on how many images it is higher)."""
-    base = {tuple(r[k] for k in point_keys(r)): r for r in base_rows}
+    base = {point(r): r for r in base_rows}
     out = []
     for r in rows:
-        point = {k: r[k] for k in point_keys(r)}
-        b = base.get(tuple(point.values()))
+        b = base.get(point(r))
         if b is None or len(b["psnr_values"]) != len(r["psnr_values"]):
-            raise UserInputError(f"no point {' '.join(map(str, point.values()))} with {len(r['psnr_values'])} images to "
+            raise UserInputError(f"no point {' '.join(map(str, point(r)))} with {len(r['psnr_values'])} images to "
                                  "pair with; compare runs of the same preset, axes and --images")
         diff = [a - c for a, c in zip(r["psnr_values"], b["psnr_values"])]
         mean, ci = mean_ci95(diff)
-        out.append({**point, "psnr_difference_mean": mean, "psnr_difference_ci95": ci,
+        out.append({**dict(zip(point_keys(r), point(r))), "psnr_difference_mean": mean, "psnr_difference_ci95": ci,
                     "better": sum(d > 0 for d in diff), "images": len(diff)})
     return out
 
@@ -860,8 +864,12 @@ SUBCOMMANDS = {"dpr_fig2": dpr_fig2, "prilo_fig3": prilo_fig3, "dpr_fig3": dpr_f
                "prilo_table1": prilo_table1, "ilo_small": ilo_small, "rtil_figs": rtil_figs,
                "rtil_mgan_recipe": rtil_mgan_recipe, "mgan_lr": mgan_lr, "ilo_l1_radius": ilo_l1_radius}
 
-#: the subcommands whose methods --methods can subset
-METHOD_CHOICES = ("ilo_small", "prilo_fig3")
+#: subcommand-specific options -> the subcommands that read them (any other would silently ignore the option)
+OPTION_USERS = {"methods": ("ilo_small", "prilo_fig3"), "collect_only": ("prilo_table1", "dpr_fig2"),
+                "axis": ("dpr_fig2", "prilo_fig3", "dpr_fig3"), "encoder": ("prilo_table3",), "inits": ("prilo_table3",),
+                "priors": ("rtil_figs",), "figures": ("rtil_figs",), "train_epochs": ("rtil_figs", "rtil_mgan_recipe"),
+                "dataset": ("prilo_table1",), "dcgan": ("ilo_small",), "out": ("prilo_table1",),
+                "prior": ("prilo_fig3", "dpr_fig3", "prilo_table3", "prilo_table1", "ilo_small", "ilo_l1_radius", "mgan_lr")}
 
 
 @exit_on_user_error
@@ -908,12 +916,10 @@ def main(argv=None) -> Experiment:
         raise UserInputError(f"--tag {args.tag!r}: use letters, digits, '.', '_' or '-' (it becomes part of file names)")
     if not 0 < args.step_fraction:
         raise UserInputError(f"--step-fraction must be > 0, got {args.step_fraction}")
-    if args.methods and args.experiment not in METHOD_CHOICES:
-        raise UserInputError(f"--methods: {args.experiment} runs all its methods; only "
-                             f"{' and '.join(METHOD_CHOICES)} take a subset")
-    if args.methods and not args.tag and not args.quick:  # a subset would replace the full run's results file
-        raise UserInputError(f"--methods {' '.join(args.methods)} runs a subset of {args.experiment}'s methods: add "
-                             f"--tag _T so that it writes {args.experiment}…_T.json and the full run's results stay")
+    for option, users in OPTION_USERS.items():
+        if getattr(args, option) != parser.get_default(option) and args.experiment not in users:
+            raise UserInputError(f"--{option.replace('_', '-')}: {args.experiment} does not read it (it would be ignored); "
+                                 f"it is an option of {', '.join(users)}")
     torch.set_num_threads(args.threads)
     return SUBCOMMANDS[args.experiment](args)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.experiments import point_keys, sweep_plots, sweep_table, task_plots, task_table  # noqa: E402
+from benchmarks.experiments import point, point_keys, sweep_plots, sweep_table, task_plots, task_table  # noqa: E402
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
 
 
@@ -65,12 +65,8 @@ def merged_rows(files: list[str]) -> list[dict]:
     for path, rows in runs.items():
         out += [{**r, "label": f"{r['label']} ({Path(path).stem})" if len(owners[r["label"]]) > 1 else r["label"]}
                 for r in rows]
-    order = list(dict.fromkeys(_point(r) for r in out))
-    return sorted(out, key=lambda r: order.index(_point(r)))  # stable: within a point, the files' order
-
-
-def _point(row: dict) -> tuple:
-    return tuple(row[k] for k in point_keys(row))
+    order = {p: i for i, p in enumerate(dict.fromkeys(point(r) for r in out))}
+    return sorted(out, key=lambda r: order[point(r)])  # stable: within a point, the files' order
 
 
 @exit_on_user_error
@@ -83,8 +79,9 @@ def main(argv=None) -> str:
     if len(args.files) < 2:
         raise UserInputError("give at least two results files to merge")
     out = Path(args.out)
-    if out.resolve() in {Path(f).resolve().with_suffix("") for f in args.files}:
-        raise UserInputError(f"--out {args.out}: names an input's own results; choose another prefix")
+    if out.with_name(f"{out.name}.json").exists():  # e.g. an input's own name: its plots would be replaced
+        raise UserInputError(f"--out {args.out}: {out.name}.json is a run's results file, whose plots OUT_*.png would "
+                             "be replaced; choose another prefix")
     rows = merged_rows(args.files)
     out.parent.mkdir(parents=True, exist_ok=True)
     measurement_sweep = "m" in point_keys(next(r for r in rows if r.get("operator") != "oracle"))

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import plot_curves  # noqa: E402
-from benchmarks.experiments import TASK_AXES, Experiment, paired_psnr, point_keys  # noqa: E402
+from benchmarks.experiments import TASK_AXES, Experiment, paired_psnr, point, point_keys  # noqa: E402
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
 
 
@@ -66,15 +66,15 @@ def main(argv=None) -> list[dict]:
         names = ((args.base_label, args.other_label) if args.base_label != args.other_label else
                  (f"{args.base_label} ({Path(args.base).stem})", f"{args.other_label} ({Path(args.other).stem})"))
         plot_pair(dict(zip(names, (base, other))), Path(args.plot))
-    errors = {tuple(r[k] for k in point_keys(r)): r.get("measurement_error_mean") for r in base}
+    errors = {point(r): r.get("measurement_error_mean") for r in base}
     keys = point_keys(other[0])
     print(f"PSNR ({args.other_label}, {Path(args.other).name}) − PSNR ({args.base_label}, {Path(args.base).name}), "
           f"paired per image\n\n| {' | '.join('task' if k == 'operator' else k for k in keys)} | PSNR difference (dB) | "
           f"images where the second is better | mean measurement error, first / second |\n|{'---|' * (len(keys) + 3)}")
     for d, r in zip(differences, other):
-        point = tuple(d[k] for k in keys)
-        print(f"| {' | '.join(map(str, point))} | {d['psnr_difference_mean']:+.2f} ± {d['psnr_difference_ci95']:.2f} | "
-              f"{d['better']}/{d['images']} | {_error(errors[point])} / {_error(r.get('measurement_error_mean'))} |")
+        at = point(r)
+        print(f"| {' | '.join(map(str, at))} | {d['psnr_difference_mean']:+.2f} ± {d['psnr_difference_ci95']:.2f} | "
+              f"{d['better']}/{d['images']} | {_error(errors[at])} / {_error(r.get('measurement_error_mean'))} |")
     return differences
 
 

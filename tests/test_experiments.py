@@ -213,19 +213,22 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
         experiments.main(["mgan_lr", "--quick", "--tag", "../x"])
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["prilo_fig3", "--images", "1", "--methods", "wf"], "add --tag"),  # would replace the full run's results
-    (["dpr_fig3", "--quick", "--methods", "wf"], "runs all its methods"),  # would be ignored
-    (["prilo_fig3", "--quick", "--methods", "prilo"], "not a method of this run"),
+@pytest.mark.parametrize("argv, message", [  # each would be ignored by that subcommand, or names no method
+    (["dpr_fig3", "--quick", "--methods", "wf", "--prior", "p.pt"], "dpr_fig3 does not read it"),
+    (["prilo_fig3", "--quick", "--collect-only"], "prilo_fig3 does not read it"),  # it would run the whole sweep
+    (["ilo_small", "--quick", "--dataset", "fmnist"], "an option of prilo_table1"),
+    (["dpr_fig2", "--quick", "--prior", "p.pt"], "dpr_fig2 does not read it"),
+    (["prilo_fig3", "--quick", "--methods", "prilo", "--prior", "p.pt"], "not a method of this run"),
 ])
-def test_a_method_subset_is_refused_where_it_would_replace_results_or_be_ignored(argv, message, tmp_path, capsys,
-                                                                                    monkeypatch):
+def test_an_option_the_subcommand_would_ignore_is_refused_before_anything_runs(argv, message, tmp_path, capsys,
+                                                                                monkeypatch):
     from benchmarks import experiments
 
     monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # p.pt does not exist: refused before any prior is read
     with pytest.raises(SystemExit) as exit_info:
-        experiments.main([*argv, "--prior", str(tmp_path / "no_prior.pt")])  # refused before any prior is read
+        experiments.main(argv)
     assert exit_info.value.code != 0 and message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
