@@ -185,12 +185,24 @@ def _axis(values: list, quick: bool, chosen: list[str] | None = None) -> list:
 
 # -- DPR figure 2 ---------------------------------------------------------------------------------------------
 
-def dpr_fig2(args) -> Experiment:
-    """All instances of a point in one batch: instance i = (A of seed i, generator of seed i, z0 row i)."""
+def dpr_fig2_instances(cfg, instances: int):
+    """(generator bank, operator bank, ground truths G_i(z0_i)) of instances 0..instances-1 of one point, one batch
+    row each: A of seed i, generator of seed i, z0 of instance index i; every draw is per instance, so the first k
+    instances of any run are those of a k-instance run."""
     from common.instantiate import instantiate
+    from common.randomness import per_sample_normal
+    from operators.gaussian import GaussianPhaseRetrievalBank
+
+    prior = instantiate(cfg.generator, seed=0, instances=instances).requires_grad_(False)
+    operator = GaussianPhaseRetrievalBank(tuple(cfg.operator.input_shape), instances, cfg.operator.m,
+                                          cfg.operator.ratio, cfg.operator.noise_std, seed=0)
+    return prior, operator, prior(per_sample_normal(prior.latent_shape, 0, "dpr_fig2.z0", range(instances)))
+
+
+def dpr_fig2(args) -> Experiment:
+    """All instances of a point in one batch (dpr_fig2_instances); DPR's starts are drawn per instance too."""
     from evaluation.metrics import relative_error
     from invert import build_solver
-    from operators.gaussian import GaussianPhaseRetrievalBank
 
     exp = Experiment("dpr_fig2", args)
     if args.collect_only:  # the table of a finished run's results file, nothing run or written
@@ -206,10 +218,7 @@ def dpr_fig2(args) -> Experiment:
     for ratio in ratios:
         for check in checks:
             cfg = exp.config(f"operator.ratio={ratio}", f"solver.negation_check={check}")
-            prior = instantiate(cfg.generator, seed=0, instances=instances).requires_grad_(False)
-            operator = GaussianPhaseRetrievalBank(tuple(cfg.operator.input_shape), instances, cfg.operator.m,
-                                                  cfg.operator.ratio, cfg.operator.noise_std, seed=0)
-            x = prior(prior.sample_latent(instances, generator=torch.Generator().manual_seed(0)))
+            prior, operator, x = dpr_fig2_instances(cfg, instances)
             start = time.perf_counter()
             result = build_solver(cfg, prior, operator).solve(operator, operator(x), list(range(instances)), seed=0)
             errors = relative_error(result.x, x).tolist()

@@ -89,6 +89,23 @@ def test_dpr_fig2_table_pairs_the_same_instances_with_and_without_the_check(tmp_
     assert "| all | – | 7/8" in capsys.readouterr().out and sorted(p.name for p in tmp_path.iterdir()) == ["dpr_fig2_t.json"]
 
 
+def test_dpr_fig2_instances_do_not_depend_on_the_number_of_instances():
+    """The first k instances of an N-instance run are a k-instance run's: the same A, generator, z0 and DPR result."""
+    from benchmarks import experiments
+    from invert import build_solver
+
+    cfg = compose_experiment("dpr_fig2", "operator.ratio=0.05", "generator.hidden_dim=40", "generator.output_dim=60",
+                             "operator.input_shape=[1,1,60]", "solver.schedule.0.steps=30")
+    runs = {}
+    for n in (2, 5):
+        prior, operator, x = experiments.dpr_fig2_instances(cfg, n)
+        result = build_solver(cfg, prior, operator).solve(operator, operator(x), list(range(n)), seed=0)
+        runs[n] = (operator.A, x, result.x)
+    assert torch.equal(runs[5][0][:2], runs[2][0]) and torch.equal(runs[5][1][:2], runs[2][1])
+    assert len({float(v.norm()) for v in runs[5][1]}) == 5  # five different instances
+    torch.testing.assert_close(runs[5][2][:2], runs[2][2], rtol=1e-4, atol=1e-6)
+
+
 def test_random_relu_generator_is_seeded_layered_and_loadable(tmp_path):
     from priors.io import load_prior, save_prior
 
