@@ -28,6 +28,7 @@ anything: reported numbers are on the test split (dpr_fig2: instance seeds 0..N-
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -122,7 +123,7 @@ class Experiment:
             moved = align_to_reference(x_hat, x)
             metrics.update({f"{k}_aligned": v for k, v in image_metrics(moved, x, lpips_net=None).items()
                             if k in ("psnr", "ssim")})
-        row = {"label": label, **point, "images": len(x), "seconds_per_image": seconds,
+        row = {"label": label, **point, "images": len(x), "truths": truth_digest(x), "seconds_per_image": seconds,
                "measurement_error_mean": float(error.mean())}
         for key, values in metrics.items():
             row[f"{key}_mean"], row[f"{key}_ci95"] = mean_ci95(values.tolist())
@@ -164,6 +165,12 @@ class Experiment:
             c["y"].append(r[f"{y_key}_mean"])
             c["yerr"].append(r[f"{y_key}_ci95"])
         return out
+
+
+def truth_digest(x: torch.Tensor) -> str:
+    """A fingerprint of a row's ground-truth images (SHA-256 of their float32 values, in order): rows of different
+    runs are compared image by image (paired_psnr, merge_results) only where their fingerprints agree."""
+    return hashlib.sha256(x.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def _pm(row: dict, key: str, fmt: str) -> str:
@@ -707,6 +714,9 @@ def paired_psnr(base_rows: list[dict], rows: list[dict]) -> list[dict]:
         if b is None or len(b["psnr_values"]) != len(r["psnr_values"]):
             raise UserInputError(f"no point {' '.join(map(str, point(r)))} with {len(r['psnr_values'])} images to "
                                  "pair with; compare runs of the same preset, axes and --images")
+        if "truths" in b and "truths" in r and b["truths"] != r["truths"]:  # files from before fingerprints: unchecked
+            raise UserInputError(f"point {' '.join(map(str, point(r)))}: the runs solved different test images (their "
+                                 "ground-truth fingerprints differ); compare runs on the same data and --images")
         diff = [a - c for a, c in zip(r["psnr_values"], b["psnr_values"])]
         mean, ci = mean_ci95(diff)
         out.append({**dict(zip(point_keys(r), point(r))), "psnr_difference_mean": mean, "psnr_difference_ci95": ci,

@@ -7,7 +7,9 @@ same test images, e.g. the halves of one comparison run as separate processes (`
 writes OUT.md (every file's rows, point by point in the first file's order, then the files' order) and the
 subcommand's plots of all of them: ``OUT_<operator>_<psnr|ssim>.png`` for measurement sweeps (PRILO / DPR figure 3),
 ``OUT_<task>.png`` for task sweeps (ILO, RTIL). A label that several files use is suffixed with its file's name.
-Nothing is recomputed: the rows are the files' own (mean ± 95% CI over the images).
+Nothing is recomputed: the rows are the files' own (mean ± 95% CI over the images). Files must hold the same number of
+test images from the same data (as their ``--override data=`` says) and, where every file records it, the same
+fingerprint of the ground truths (``truths``: older files have none).
 """
 from __future__ import annotations
 
@@ -42,13 +44,18 @@ def _data(payload: dict) -> str:
 
 def merged_rows(files: list[str]) -> list[dict]:
     """Every file's rows, labels made unique, ordered by point (first file's order) and then by file; refused
-    unless every file sweeps the same kind of point, on the same number of images of the same data."""
+    unless every file sweeps the same kind of point, on the same number of images of the same data, and (where every
+    file records them) the same ground-truth fingerprints."""
     payloads = {path: load_payload(path) for path in files}
     data = {path: _data(payload) for path, payload in payloads.items()}
     if len(set(data.values())) > 1:
         raise UserInputError("the files' test images come from different data (" + "; ".join(
             f"{Path(p).name}: {d}" for p, d in data.items()) + "); merge runs on the same images")
     runs = {path: payload["rows"] for path, payload in payloads.items()}
+    truths = {path: {r["truths"] for r in rows if "truths" in r} for path, rows in runs.items()}
+    if all(truths.values()) and len({frozenset(t) for t in truths.values()}) > 1:  # older files have none: unchecked
+        raise UserInputError("the files' test images differ (their ground-truth fingerprints differ: " + "; ".join(
+            f"{Path(p).name}: {', '.join(sorted(t))}" for p, t in truths.items()) + "); merge runs on the same images")
     kinds = {path: {point_keys(r) for r in rows if r.get("operator") != "oracle"} for path, rows in runs.items()}
     if len({frozenset(k) for k in kinds.values()}) > 1:
         raise UserInputError("the files sweep different points (" + "; ".join(

@@ -6,7 +6,8 @@ RTIL figure 5 at the mGANprior learning rate chosen for it on validation (vanill
 
 prints, per sweep point (task and ratio, or operator and m for PRILO / DPR figure 3), PSNR(second) − PSNR(first) on
 the same test images (mean ± 95% CI, and on how many images
-the second is higher). Both runs must share the preset's task axes and ``--images`` (rows keep ``psnr_values``).
+the second is higher). Both runs must share the preset's task axes and ``--images`` (rows keep ``psnr_values``), and
+the same test images where both files record their fingerprint (``truths``; files written before it are unchecked).
 ``--plot PREFIX`` also draws both runs' PSNR (mean ± 95% CI) against the task axis, one ``PREFIX_<task>.png`` per task,
 e.g. two halves of one comparison run as separate processes (``experiments.py ilo_small --methods ... --tag ...``)."""
 from __future__ import annotations

@@ -170,6 +170,7 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
         payload = json.loads(exp.out_path().read_text())
         assert payload["complete"] and payload["quick"] and payload["rows"], name
         assert "|" in payload["markdown"], name
+        assert all(len(r["truths"]) == 16 for r in payload["rows"] if "psnr_values" in r), name  # pairable rows
         assert list(Path(tmp_path).glob(f"{exp.name}*.png")), name
         if name == "rtil_figs":  # the same file as vanilla and RTIL prior: paired differences are exactly zero
             for figure, models in {"rtil_figs": {"dcgan", "rtil_dcgan"}, "rtil_figs_mgan": {"dcgan", "rtil_mgan_dcgan"},
@@ -341,6 +342,21 @@ def test_paired_psnr_pairs_rows_by_task_point_and_refuses_unpaired_runs(tmp_path
                  [str(base), "v: CSGM", str(other), "r: ILO"]):  # no such label
         with pytest.raises(SystemExit):
             paired_psnr.main(argv)
+    fingerprinted = [{**r, "truths": "a"} for r in rows("v: ILO", 0.0)]
+    base.write_text(json.dumps({"rows": fingerprinted}))
+    other.write_text(json.dumps({"rows": [{**r, "truths": "b"} for r in rows("r: ILO", 0.0)]}))  # other images, same count
+    with pytest.raises(SystemExit):
+        paired_psnr.main([str(base), "v: ILO", str(other), "r: ILO"])
+    other.write_text(json.dumps({"rows": [{**r, "label": "r: ILO"} for r in fingerprinted]}))
+    assert len(paired_psnr.main([str(base), "v: ILO", str(other), "r: ILO"])) == 2
+
+
+def test_truth_digest_names_the_images_and_their_order():
+    from benchmarks.experiments import truth_digest
+
+    x = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert truth_digest(x) == truth_digest(x.clone().double()) and len(truth_digest(x)) == 16
+    assert len({truth_digest(x), truth_digest(x.flip(0)), truth_digest(x[:2]), truth_digest(x + 1e-6)}) == 4
 
 
 def test_paired_psnr_pairs_measurement_sweeps_by_operator_and_m(tmp_path, capsys):

@@ -40,12 +40,21 @@ def test_task_sweeps_merge_with_the_oracle_bound_row(tmp_path):
     assert (tmp_path / "t_inpainting.png").exists() and not (tmp_path / "t_oracle.png").exists()
 
 
-@pytest.mark.parametrize("case", ["one file", "other images", "other data", "unfinished", "other points", "out is an input",
+def test_files_with_the_same_fingerprints_merge_and_files_without_them_are_not_checked(tmp_path):
+    rows = [{**_row(lab, "gaussian_pr", 25), "truths": "a"} for lab in ("DPR", "WF")]
+    a, b = _results(tmp_path / "a.json", rows[:1]), _results(tmp_path / "b.json", rows[1:])
+    old = _results(tmp_path / "old.json", [_row("DPR-MII", "gaussian_pr", 25)])  # written before fingerprints
+    table = merge_results.main([a, b, old, "--out", str(tmp_path / "all")])
+    assert [line.split(" | ")[2] for line in table.splitlines()[2:]] == ["DPR", "WF", "DPR-MII"]
+
+
+@pytest.mark.parametrize("case", ["one file", "other images", "other data", "other fingerprints", "unfinished", "other points", "out is an input",
                                   "no rows"])
 def test_files_that_do_not_merge_are_refused_and_nothing_is_written(tmp_path, capsys, case):
-    a = _results(tmp_path / "a.json", [_row("DPR", "gaussian_pr", 25)])
+    a = _results(tmp_path / "a.json", [{**_row("DPR", "gaussian_pr", 25), "truths": "a"}])
     second = {"other images": ([_row("WF", "gaussian_pr", 25, images=8)], True),
               "other data": ([_row("WF", "gaussian_pr", 25)], True, ["data=mnist"]),  # same count, other digits
+              "other fingerprints": ([{**_row("WF", "gaussian_pr", 25), "truths": "b"}], True),
               "unfinished": ([_row("WF", "gaussian_pr", 25)], False),
               "no rows": ([], True),
               "other points": ([_row("ILO", "inpainting", 0.1)], True),
