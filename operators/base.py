@@ -41,6 +41,8 @@ class ForwardOperator(nn.Module):
     is_linear: bool = False
     #: whether y = |A x| (phase retrieval)
     is_phase_retrieval: bool = False
+    #: whether the entries of y are separate random measurements of x (operators.subset may hold some out)
+    independent_measurements: bool = False
     #: config name, e.g. "fourier_pr"
     name: str = "operator"
 

@@ -35,6 +35,7 @@ class _GaussianMatrix:
     ``module.to(dtype)`` cannot drop the imaginary part)."""
 
     complex_entries = False
+    independent_measurements = True  # rows of A are i.i.d.: a held-out row is a measurement the others lack
 
     def _init_matrix(self, m, ratio) -> None:
         self.m_given, self.ratio_given = m, (None if m is not None else ratio)  # m wins over ratio

@@ -13,6 +13,7 @@ diverges (NaN) is reported as failed without touching the others. Per-step gradi
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from common.errors import UserInputError
 from common.precision import full, uncached_autocast
 from common.randomness import TableNormal, sample_keys
 from operators.base import ForwardOperator
+from operators.subset import MeasurementSubset, held_out_entries
 from priors.base import LATENT, NOISE, NOISE_PREFIX, STATE, LayeredPrior, Representation
 from solvers.base import SolveResult, Solver, select_best_restart
 from solvers.initialization import Initialization, RandomInit, random_noise_maps
@@ -99,7 +101,10 @@ class GenerativeSolver(Solver):
     ``best_last_stage`` the lowest over the last stage (official ILO). ``noise_init``: StyleGAN2
     noise maps start from the prior's fixed maps (``fixed``) or from fresh N(0, 1) draws per
     (image, restart) (``random``, official ILO). ``skip``/``ball`` are the ablation switches of
-    PRILO table 3.
+    PRILO table 3. ``holdout`` (default 0, off): fit all but this fraction of the measurements
+    and judge iterates (``select``) and restarts by the error on the held-out rest, which no step
+    has fitted, so that an iterate over-fitted to few measurements is not kept
+    (:mod:`operators.subset`; Gaussian operators only).
     """
 
     requires_prior = True
@@ -108,7 +113,8 @@ class GenerativeSolver(Solver):
                  restarts: int = 1, name: str = "generative", optimizer: str = "adam",
                  gradient_noise: dict | None = None, two_start: bool = False, negation_check: bool = False,
                  loss: dict | None = None, select: str = "final", skip: Sequence[str] = (), ball: bool = True,
-                 stage_defaults: dict | None = None, noise_init: str = "fixed", progress: bool = False):
+                 stage_defaults: dict | None = None, noise_init: str = "fixed", holdout: float = 0.0,
+                 progress: bool = False):
         if restarts < 1:
             raise UserInputError(f"restarts must be >= 1, got {restarts}")
         if two_start and restarts % 2:
@@ -118,6 +124,8 @@ class GenerativeSolver(Solver):
             raise UserInputError(f"solver.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         if select not in ("final", "best", "best_last_stage"):
             raise UserInputError(f"solver.select must be 'final', 'best' or 'best_last_stage', got {select!r}")
+        if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 <= holdout < 1:
+            raise UserInputError(f"solver.holdout must be a fraction in [0, 1) of the measurements, got {holdout!r}")
         if noise_init not in ("fixed", "random"):
             raise UserInputError(f"solver.noise_init must be 'fixed' or 'random', got {noise_init!r}")
         self.prior = prior
@@ -141,10 +149,13 @@ class GenerativeSolver(Solver):
         self.mse_mean_weight, self.geocross_weight = float(weights.get("mse_mean", 0.0)), float(weights.get("geocross", 0.0))
         self.select = select
         self.noise_init = noise_init
+        self.holdout = float(holdout)
         self.progress = progress
 
     def check_setup(self, operator: ForwardOperator) -> None:
         self.init.check(self.prior, operator)
+        if self.holdout:
+            held_out_entries(operator, self.holdout, seed=0)  # refuses operators whose entries cannot be held out
 
     # -- the measurement objective -------------------------------------------------------------
     def _objective(self, x: torch.Tensor, operator: ForwardOperator, y: torch.Tensor):
@@ -239,8 +250,9 @@ class GenerativeSolver(Solver):
 
     # -- the engine: optimise what a stage declares ----------------------------------------------
     def _optimize(self, index: int, stage: Stage, decl: Declaration, operator: ForwardOperator, y: torch.Tensor,
-                  keys: torch.Tensor, best: _BestIterate | None) -> tuple[object, list[float]]:
-        """Run ``stage.steps`` steps on the declared variables; (the position after it, its curve)."""
+                  keys: torch.Tensor, best: _BestIterate | None, judge=None) -> tuple[object, list[float]]:
+        """Run ``stage.steps`` steps on the declared variables; (the position after it, its curve). ``best`` tracks
+        the iterates by ``judge(x)`` (per row; default: the fitted measurement error)."""
         leaves = Leaves(decl.variables, y.shape[0])
         opt = _optimizer(self.optimizer, leaves.param_groups(stage.lr))
         base_lrs = [group["lr"] for group in opt.param_groups]
@@ -268,7 +280,7 @@ class GenerativeSolver(Solver):
                 per_row.append(mse.detach())
             loss.sum().backward()
             if best is not None and decl.residual is None:
-                best.update(x, mse)
+                best.update(x, mse.detach() if judge is None else judge(x.detach()))
             sigma = (self.noise_eta / (1 + k) ** self.noise_gamma) ** 0.5
             for (v, noise), steps in zip(noises, offsets):
                 noise.add_(v.grad, steps[k], alpha=sigma)
@@ -305,28 +317,37 @@ class GenerativeSolver(Solver):
 
     # -- the whole solve ---------------------------------------------------------------------
     def solve(self, operator: ForwardOperator, y: torch.Tensor, indices: Sequence[int], seed: int) -> SolveResult:
+        """With ``holdout`` > 0 the solver fits all but a held-out fraction of the measurements (the same entries
+        for every image, drawn from ``seed``) and judges iterates and restarts by their error on the held-out ones."""
         device = self.prior.device
         operator = operator.to(device)
         y = y.to(device)
         operator.check_measurements(y)
         runs = self.restarts
-        pos = self.start(operator, y, indices, seed)
         y_runs = y.repeat_interleave(runs, dim=0)
+        fitted, judge = operator, None
+        if self.holdout:
+            fitted = MeasurementSubset(operator, ~held_out_entries(operator, self.holdout, seed)).to(device)
+            judge = functools.partial(fitted.held_out_error, y=y_runs)
+        pos = self.start(fitted, fitted.restrict(y) if judge else y, indices, seed)
         keys = sample_keys(seed, "gradient_noise", indices, runs, device=device)
         history: dict[str, list[float]] = {}
         best = _BestIterate() if self.select != "final" else None
         last = len(self.stages) - 1
+        y_fit = fitted.restrict(y_runs) if judge else y_runs
         with torch.enable_grad(), uncached_autocast(device):  # the variables change in place every step
             for i, stage in enumerate(tqdm(self.stages, desc=self.name, leave=False, disable=not self.progress)):
                 tracked = best if self.select == "best" or i == last else None
                 pos, history[f"{i:02d}_{self.label(stage)}"] = self._optimize(
-                    i, stage, self.declare(stage, pos), operator, y_runs, keys, tracked)
+                    i, stage, self.declare(stage, pos), fitted, y_fit, keys, tracked, judge)
         with torch.no_grad():  # the last iterate (after its final update) is a candidate too
             final = _BestIterate() if best is None else best
             x_last = full(self.render(pos))
-            final.update(x_last, operator.measurement_error(x_last, y_runs))
-        pick = select_best_restart(final.err, runs)
-        err = final.err[pick]
+            final.update(x_last, operator.measurement_error(x_last, y_runs) if judge is None else judge(x_last))
+            pick = select_best_restart(final.err, runs)
+            err = final.err[pick]
+            if judge is not None:  # report the kept image's error on every measurement, as without a holdout
+                err = torch.where(torch.isfinite(err), operator.measurement_error(final.x[pick], y), err)
         latent = self.latent(pos) if best is None else None
         return SolveResult(x=final.x[pick].clamp(0, 1), measurement_error=err, failed=~torch.isfinite(err),
                            latent=None if latent is None else latent[pick], history=history)

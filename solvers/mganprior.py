@@ -55,10 +55,10 @@ class MultiCodeSolver(GenerativeSolver):
                  optimizer: str = "sgd", init: Initialization | None = None, restarts: int = 1,
                  name: str = "mganprior", loss: dict | None = None, select: str = "final",
                  alpha_init="uniform", codes_init: str = "independent", optimize_alpha: bool = True,
-                 progress: bool = False):
+                 holdout: float = 0.0, progress: bool = False):
         check_multicode(prior, num_codes, layer, "solver.num_codes / solver.layer")
         super().__init__(prior, [{"kind": "init", "steps": steps, "lr": lr}], init=init, restarts=restarts,
-                         name=name, optimizer=optimizer, loss=loss, select=select, progress=progress)
+                         name=name, optimizer=optimizer, loss=loss, select=select, holdout=holdout, progress=progress)
         if codes_init not in CODES_INITS:
             raise UserInputError(f"solver.codes_init must be one of {', '.join(CODES_INITS)}, got {codes_init!r}")
         self.num_codes, self.layer, self.steps, self.lr = num_codes, layer, int(steps), float(lr)
