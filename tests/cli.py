@@ -74,6 +74,16 @@ def run_inprocess(script: str, *overrides: str, env: dict | None = None, edit=No
     return subprocess.CompletedProcess([script, *overrides], returncode, stdout.getvalue(), stderr.getvalue())
 
 
+def spread_vae(image_shape=(1, 8, 8), latent_dim: int = 8, hidden_dim: int = 48, seed: int = 0):
+    """A frozen random VAE whose images spread over [0, 1] (a random decoder's are all ~0.5): a small prior."""
+    from priors.vae import VAE
+
+    torch.manual_seed(seed)
+    vae = VAE(image_shape=image_shape, latent_dim=latent_dim, hidden_dim=hidden_dim).eval().requires_grad_(False)
+    vae.decoder[-1].weight.mul_(6.0)
+    return vae
+
+
 def tiny_vae_prior(path: Path, image_shape=(1, 28, 28), seed: int = 0) -> Path:
     """A small VAE prior file with images spread over [0, 1] (a random decoder's are all ~0.5)."""
     from priors.io import save_prior

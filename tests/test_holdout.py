@@ -7,7 +7,7 @@ from operators import (ComplexGaussianPhaseRetrieval, FourierPhaseRetrieval, Gau
                        GaussianPhaseRetrieval, Inpainting)
 from operators.subset import MeasurementSubset, held_out_entries
 from priors.random_relu import RandomReLUGenerator
-from priors.vae import VAE
+from tests.cli import spread_vae
 from solvers.generative import GenerativeSolver
 
 SHAPE = (1, 8, 8)
@@ -18,10 +18,7 @@ SEPARATE = {"gaussian_pr": GaussianPhaseRetrieval(SHAPE, m=40, seed=1),
 
 @pytest.fixture(scope="module")
 def prior():
-    torch.manual_seed(0)
-    vae = VAE(image_shape=SHAPE, latent_dim=8, hidden_dim=48).eval().requires_grad_(False)
-    vae.decoder[-1].weight.mul_(6.0)
-    return vae
+    return spread_vae(SHAPE)
 
 
 @pytest.mark.parametrize("name", list(SEPARATE))

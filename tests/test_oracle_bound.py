@@ -8,7 +8,7 @@ from evaluation.alignment import aligned_metrics
 from evaluation.metrics import psnr
 from evaluation.oracle_bound import RANGE, fit, output_spaces
 from operators import FourierPhaseRetrieval, GaussianPhaseRetrieval
-from priors.vae import VAE
+from tests.cli import spread_vae
 from solvers.generative import GenerativeSolver
 from solvers.initialization import MagnitudeInformedInit, RandomInit
 
@@ -26,10 +26,7 @@ SOLVERS = {  # name -> (engine options, whether the output is G(z_0) (bounded by
 
 @pytest.fixture(scope="module")
 def prior():
-    torch.manual_seed(0)
-    vae = VAE(image_shape=SHAPE, latent_dim=8, hidden_dim=48).eval().requires_grad_(False)
-    vae.decoder[-1].weight.mul_(6.0)
-    return vae
+    return spread_vae(SHAPE)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import torch
 
 from common.errors import UserInputError
 from operators import FourierPhaseRetrieval, GaussianCompressedSensing, GaussianPhaseRetrieval
-from priors.vae import VAE
+from tests.cli import spread_vae
 from solvers.base import select_best_restart
 from solvers.generative import GenerativeSolver
 from solvers.initialization import MagnitudeInformedInit, RandomInit
@@ -15,10 +15,7 @@ SHAPE = (1, 8, 8)
 
 @pytest.fixture(scope="module")
 def prior():
-    torch.manual_seed(0)
-    vae = VAE(image_shape=SHAPE, latent_dim=8, hidden_dim=48).eval().requires_grad_(False)
-    vae.decoder[-1].weight.mul_(6.0)  # a random decoder's images are all ~0.5; spread them over [0, 1]
-    return vae
+    return spread_vae(SHAPE)
 
 
 @pytest.fixture(scope="module")
