@@ -121,6 +121,10 @@ CASES: list[Case] = [
          "steps must be a positive integer", "negative steps"),
     Case("invert", ("prior.checkpoint={prior}", "operator=gaussian_pr", "operator.m=0"),
          "m must be a positive integer number of measurements", "a bad measurement count (m wins over ratio)"),
+    Case("invert", ("prior.checkpoint={prior}", "solver.holdout=0.1"), "operator fourier_pr's entries are not",
+         "held-out measurements with Fourier magnitudes (each repeats its conjugate's)"),
+    Case("invert", ("prior.checkpoint={prior}", "operator=gaussian_pr", "solver.holdout=1.5"),
+         "solver.holdout must be a fraction in [0, 1)", "a holdout that is not a fraction"),
     Case("invert", ("+experiment=dpr_fig2",), "does not run through invert.py",
          "a preset that only its driver runs (generated ground truths)"),
     # -- measurement files ------------------------------------------------------------------------------------
