@@ -150,6 +150,7 @@ class GenerativeSolver(Solver):
         self.select = select
         self.noise_init = noise_init
         self.holdout = float(holdout)
+        self._subset: tuple[tuple | None, MeasurementSubset | None] = (None, None)  # (operator id, seed) -> its fitted part
         self.progress = progress
 
     def check_setup(self, operator: ForwardOperator) -> None:
@@ -316,6 +317,14 @@ class GenerativeSolver(Solver):
                 state["exp_avg"].mul_(sign)
 
     # -- the whole solve ---------------------------------------------------------------------
+    def _measurement_subset(self, operator: ForwardOperator, seed: int) -> MeasurementSubset:
+        """The fitted part of ``operator``'s measurements, one object per (operator, seed): batch after batch, an
+        initialisation's per-operator cache (MII's candidate measurements) stays valid."""
+        key = (id(operator), seed)
+        if self._subset[0] != key:
+            self._subset = (key, MeasurementSubset(operator, ~held_out_entries(operator, self.holdout, seed)))
+        return self._subset[1].to(self.prior.device)
+
     def solve(self, operator: ForwardOperator, y: torch.Tensor, indices: Sequence[int], seed: int) -> SolveResult:
         """With ``holdout`` > 0 the solver fits all but a held-out fraction of the measurements (the same entries
         for every image, drawn from ``seed``) and judges iterates and restarts by their error on the held-out ones."""
@@ -327,7 +336,7 @@ class GenerativeSolver(Solver):
         y_runs = y.repeat_interleave(runs, dim=0)
         fitted, judge = operator, None
         if self.holdout:
-            fitted = MeasurementSubset(operator, ~held_out_entries(operator, self.holdout, seed)).to(device)
+            fitted = self._measurement_subset(operator, seed)
             judge = functools.partial(fitted.held_out_error, y=y_runs)
         pos = self.start(fitted, fitted.restrict(y) if judge else y, indices, seed)
         keys = sample_keys(seed, "gradient_noise", indices, runs, device=device)

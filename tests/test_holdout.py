@@ -124,3 +124,17 @@ def test_dpr_with_a_holdout_still_recovers_random_relu_instances():
     result = solver.solve(op, op(x), [0, 1, 2, 3], seed=0)
     relative = (result.x - x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
     assert int((relative <= 1e-3).sum()) >= 3, relative
+
+
+def test_batches_of_one_run_share_the_fitted_operator_so_mii_candidates_are_computed_once(prior):
+    from solvers.initialization import MagnitudeInformedInit
+
+    op = SEPARATE["gaussian_pr"]
+    init = MagnitudeInformedInit(num_candidates=32)
+    solver = GenerativeSolver(prior, [{"kind": "init", "steps": 5, "lr": 0.1}], init=init, holdout=0.2)
+    x = prior(prior.sample_latent(4, generator=torch.Generator().manual_seed(5)))
+    solver.solve(op, op(x[:2]), [0, 1], seed=0)
+    candidates = init._cache[0]
+    solver.solve(op, op(x[2:]), [2, 3], seed=0)
+    assert init._cache[0] is candidates
+    assert torch.equal(candidates[1][:, held_out_entries(op, 0.2, seed=0)], torch.zeros(32, 8))  # fitted part only
