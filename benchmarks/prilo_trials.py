@@ -44,6 +44,10 @@ TRIALS = {
     "prilo-random without negation check and two starts": (
         "prilo-random", ["solver.negation_check=false", "solver.two_start=false"]),
     "dpr-random": ("dpr-random", []),
+    # DPR's step size and length (conf/solver/dpr.yaml: Adam lr 0.1, 1000 steps; the papers do not state them)
+    "dpr-random lr 0.03": ("dpr-random", ["solver.schedule.0.lr=0.03"]),
+    "dpr-random lr 0.3": ("dpr-random", ["solver.schedule.0.lr=0.3"]),
+    "dpr-random 3000 steps": ("dpr-random", ["solver.schedule.0.steps=3000"]),
 }
 
 
