@@ -354,8 +354,7 @@ def prilo_fig3(args) -> Experiment:
                # ours, judging iterates and starts by 10% held-out measurements instead of the fitted ones
                "prilo_mii_holdout": ("PRILO-MII (10% held out)", ["solver=prilo", "init=mii", "solver.holdout=0.1"])}
     _measurement_sweep(exp, _chosen_methods(args, methods, opt_in={"prilo_mii_holdout"}), sweep["operator"],
-                       sweep["operator.m"], args.prior or
-                       _default_prior(exp), "PRILO fig. 3 (MNIST)")
+                       sweep["operator.m"], args.prior or _default_prior(exp), "PRILO fig. 3 (MNIST)")
     return _finish(exp, sweep_table(exp.rows, "figure only"))
 
 

@@ -2,7 +2,7 @@
 
 :class:`MeasurementSubset` measures like its operator but sets the entries outside ``keep`` to zero (and
 :meth:`MeasurementSubset.restrict` does the same to y), so any solver that fits it fits only the kept entries;
-:meth:`MeasurementSubset.held_out_error` is the error on the others. :func:`held_out_entries` draws that set
+:meth:`MeasurementSubset.errors` gives the error on the others too. :func:`held_out_entries` draws that set
 once per seed, for every image alike, so a batch, a restart or a re-run sees the same split. Only operators whose
 entries are separate random measurements (``independent_measurements``: the Gaussian ones) qualify: a Fourier
 magnitude of a real image equals its conjugate frequency's, so holding one out would hold out nothing.
@@ -59,8 +59,10 @@ class MeasurementSubset(ForwardOperator):
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         return self.operator.adjoint(self.restrict(y))
 
-    def held_out_error(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per sample, the mean squared error of ``forward(x)`` on the entries outside ``keep`` (y: all entries)."""
-        held = ~self.keep.to(y.device)
-        residual = (self.operator(x) - y)[:, held]
-        return residual.pow(2).sum(1) / residual.shape[1]
+    def errors(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample, from one forward of the whole operator (y: every entry): the fitted error, as
+        ``measurement_error(x, restrict(y))`` gives it (squares of the kept entries over all entries), and the
+        held-out error, the mean square over the entries outside ``keep``."""
+        squares = (self.operator(x) - y).flatten(1).pow(2)
+        held = ~self.keep.flatten().to(y.device)
+        return squares.masked_fill(held, 0).sum(1) / squares.shape[1], squares[:, held].mean(1)

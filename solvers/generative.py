@@ -13,7 +13,6 @@ diverges (NaN) is reported as failed without touching the others. Per-step gradi
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -159,9 +158,10 @@ class GenerativeSolver(Solver):
             held_out_entries(operator, self.holdout, seed=0)  # refuses operators whose entries cannot be held out
 
     # -- the measurement objective -------------------------------------------------------------
-    def _objective(self, x: torch.Tensor, operator: ForwardOperator, y: torch.Tensor):
-        """(loss per row, measurement MSE per row)."""
-        mse = operator.measurement_error(x, y)
+    def _objective(self, x: torch.Tensor, operator: ForwardOperator, y: torch.Tensor, y_all: torch.Tensor | None = None):
+        """(loss per row, fitted measurement MSE per row, held-out MSE per row or None). ``y_all``: every measurement
+        of a held-out run (``operator`` is then its MeasurementSubset; both errors come from one forward)."""
+        mse, held = (operator.measurement_error(x, y), None) if y_all is None else operator.errors(x, y_all)
         loss = (self.mse_weight * y[0].numel() + self.mse_mean_weight) * mse
         if self.lpips_weight:
             from evaluation.metrics import lpips_loss
@@ -171,7 +171,7 @@ class GenerativeSolver(Solver):
                 raise UserInputError(f"an LPIPS loss needs image-shaped measurements; operator {operator.name} "
                                      f"gives {tuple(pred.shape[1:])}; set solver.loss.lpips=0")
             loss = loss + self.lpips_weight * lpips_loss(pred, y)
-        return loss, mse
+        return loss, mse, held
 
     # -- what the layered methods optimise (override these four for another parametrisation) ------
     def start(self, operator: ForwardOperator, y: torch.Tensor, indices: Sequence[int], seed: int) -> _Position:
@@ -251,9 +251,10 @@ class GenerativeSolver(Solver):
 
     # -- the engine: optimise what a stage declares ----------------------------------------------
     def _optimize(self, index: int, stage: Stage, decl: Declaration, operator: ForwardOperator, y: torch.Tensor,
-                  keys: torch.Tensor, best: _BestIterate | None, judge=None) -> tuple[object, list[float]]:
+                  keys: torch.Tensor, best: _BestIterate | None, y_all: torch.Tensor | None = None
+                  ) -> tuple[object, list[float]]:
         """Run ``stage.steps`` steps on the declared variables; (the position after it, its curve). ``best`` tracks
-        the iterates by ``judge(x)`` (per row; default: the fitted measurement error)."""
+        the iterates by their fitted measurement error, or with ``y_all`` (a held-out run) by the held-out one."""
         leaves = Leaves(decl.variables, y.shape[0])
         opt = _optimizer(self.optimizer, leaves.param_groups(stage.lr))
         base_lrs = [group["lr"] for group in opt.param_groups]
@@ -275,13 +276,13 @@ class GenerativeSolver(Solver):
                 per_row.append(loss.detach())
             else:
                 x = decl.image(values)
-                loss, mse = self._objective(x, operator, y)
+                loss, mse, held = self._objective(x, operator, y, y_all if best is not None else None)
                 if decl.penalty is not None:
                     loss = loss + decl.penalty(values)
                 per_row.append(mse.detach())
             loss.sum().backward()
             if best is not None and decl.residual is None:
-                best.update(x, mse.detach() if judge is None else judge(x.detach()))
+                best.update(x, (mse if held is None else held).detach())
             sigma = (self.noise_eta / (1 + k) ** self.noise_gamma) ** 0.5
             for (v, noise), steps in zip(noises, offsets):
                 noise.add_(v.grad, steps[k], alpha=sigma)
@@ -302,7 +303,7 @@ class GenerativeSolver(Solver):
         rows = y.shape[0]
         both = {k: torch.cat([v, -v]) if k in negatable else torch.cat([v, v]) for k, v in leaves.values.items()}
         doubled = {k: torch.cat([v, v]) for k, v in decl.constants.items()}
-        loss, _ = self._objective(decl.image({**doubled, **both}), operator, torch.cat([y, y]))
+        loss, *_ = self._objective(decl.image({**doubled, **both}), operator, torch.cat([y, y]))
         flip = loss[rows:] < loss[:rows]
         if not bool(flip.any()):
             return
@@ -334,28 +335,28 @@ class GenerativeSolver(Solver):
         operator.check_measurements(y)
         runs = self.restarts
         y_runs = y.repeat_interleave(runs, dim=0)
-        fitted, judge = operator, None
-        if self.holdout:
-            fitted = self._measurement_subset(operator, seed)
-            judge = functools.partial(fitted.held_out_error, y=y_runs)
-        pos = self.start(fitted, fitted.restrict(y) if judge else y, indices, seed)
+        fitted = self._measurement_subset(operator, seed) if self.holdout else operator
+        y_fit = fitted.restrict(y) if self.holdout else y
+        y_all = y_runs if self.holdout else None  # a held-out run judges candidates on every measurement's error
+        pos = self.start(fitted, y_fit, indices, seed)
+        y_fit_runs = y_fit.repeat_interleave(runs, dim=0)
         keys = sample_keys(seed, "gradient_noise", indices, runs, device=device)
         history: dict[str, list[float]] = {}
         best = _BestIterate() if self.select != "final" else None
         last = len(self.stages) - 1
-        y_fit = fitted.restrict(y_runs) if judge else y_runs
         with torch.enable_grad(), uncached_autocast(device):  # the variables change in place every step
             for i, stage in enumerate(tqdm(self.stages, desc=self.name, leave=False, disable=not self.progress)):
                 tracked = best if self.select == "best" or i == last else None
                 pos, history[f"{i:02d}_{self.label(stage)}"] = self._optimize(
-                    i, stage, self.declare(stage, pos), fitted, y_fit, keys, tracked, judge)
+                    i, stage, self.declare(stage, pos), fitted, y_fit_runs, keys, tracked, y_all)
         with torch.no_grad():  # the last iterate (after its final update) is a candidate too
             final = _BestIterate() if best is None else best
             x_last = full(self.render(pos))
-            final.update(x_last, operator.measurement_error(x_last, y_runs) if judge is None else judge(x_last))
+            held_out = fitted.errors(x_last, y_all)[1] if self.holdout else None
+            final.update(x_last, operator.measurement_error(x_last, y_runs) if held_out is None else held_out)
             pick = select_best_restart(final.err, runs)
             err = final.err[pick]
-            if judge is not None:  # report the kept image's error on every measurement, as without a holdout
+            if self.holdout:  # report the kept image's error on every measurement, as without a holdout
                 err = torch.where(torch.isfinite(err), operator.measurement_error(final.x[pick], y), err)
         latent = self.latent(pos) if best is None else None
         return SolveResult(x=final.x[pick].clamp(0, 1), measurement_error=err, failed=~torch.isfinite(err),

@@ -33,9 +33,10 @@ def test_held_out_entries_are_a_seeded_fraction_and_the_subset_measures_only_the
     y = op(x)
     assert torch.equal(subset(x)[:, held], torch.zeros(3, 10)) and torch.equal(subset(x)[:, ~held], y[:, ~held])
     x2 = torch.rand(3, *SHAPE, generator=torch.Generator().manual_seed(1))
-    expected = (op(x2) - y)[:, held].pow(2).mean(1)
-    torch.testing.assert_close(subset.held_out_error(x2, y), expected)
-    assert torch.equal(subset.held_out_error(x, y), torch.zeros(3))
+    fitted, held_out = subset.errors(x2, y)
+    torch.testing.assert_close(held_out, (op(x2) - y)[:, held].pow(2).mean(1))
+    torch.testing.assert_close(fitted, subset.measurement_error(x2, subset.restrict(y)))  # what the steps minimise
+    assert torch.equal(subset.errors(x, y)[1], torch.zeros(3))
     assert subset.is_phase_retrieval == op.is_phase_retrieval and subset.is_linear == op.is_linear
 
 
@@ -98,14 +99,14 @@ def test_the_kept_iterate_is_the_one_with_the_lowest_held_out_error(prior, monke
     x = prior(prior.sample_latent(2, generator=torch.Generator().manual_seed(6)))
     y = op(x)
     seen = []
-    original = MeasurementSubset.held_out_error
+    original = MeasurementSubset.errors
 
     def record(self, x_, y):
-        err = original(self, x_, y)
-        seen.append((x_.detach().clone(), err.clone()))
-        return err
+        fitted, held_out = original(self, x_, y)
+        seen.append((x_.detach().clone(), held_out.detach().clone()))
+        return fitted, held_out
 
-    monkeypatch.setattr(MeasurementSubset, "held_out_error", record)
+    monkeypatch.setattr(MeasurementSubset, "errors", record)
     result = _solver(prior, holdout=0.25, select="best").solve(op, y, [0, 1], seed=0)
     errors = torch.stack([e for _, e in seen])  # (calls, images * restarts)
     for image in range(2):

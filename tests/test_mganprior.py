@@ -82,7 +82,7 @@ def test_gradients_reach_the_channel_weights_and_codes(prior, truth):
     solver = mgan(prior)
     codes = solver.initial_codes(op, y[::2], [0, 1, 2], seed=3).requires_grad_(True)
     alpha = solver.alpha0.expand(6, -1, -1).clone().requires_grad_(True)
-    loss, _ = solver._objective(solver.image(codes, alpha), op, y)
+    loss, *_ = solver._objective(solver.image(codes, alpha), op, y)
     loss.sum().backward()
     channels = prior.to_layer(prior.sample_latent(1), 2)["state"].shape[1]
     assert alpha.shape == (6, 4, channels) and alpha.grad.abs().sum(2).min() > 0  # every code's weights move
