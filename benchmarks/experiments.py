@@ -915,7 +915,8 @@ def main(argv=None) -> Experiment:
                         help="ilo_small: a subset of csgm, ilo, ilo_equal_compute, ilo_l1, csgm_starts (CSGM's steps "
                              "split over 4 starts, the lowest measurement error kept; run only when named); prilo_fig3: "
                              "of dpr, dpr_mii, prilo_mii, prilo_mii_paper, wf, prilo_mii_holdout (ours judged on 10%% held-out "
-                             "measurements; run only when named); with --tag, so that the full run's results stay")
+                             "measurements; run only when named); give a --tag unless the subset is the run to publish, so that "
+                             "the full run's results stay")
     parser.add_argument("--train-epochs", type=int, default=None,
                         help="rtil_figs: epochs of each prior trained here (default: 30 for the DCGANs, 35 for the StyleGAN2s)")
     parser.add_argument("--out", default=None, help="prilo_table1: run folders (resumable)")
