@@ -135,25 +135,28 @@ def test_dpr_recovers_a_random_relu_signal_from_enough_measurements():
     assert (err <= 1e-3).all(), err
 
 
-@pytest.mark.slow
-def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
-    """Each subcommand's --quick (tiny priors, 2 images, 1% of the steps) writes its JSON, table and plot."""
-    from benchmarks import experiments
+@pytest.fixture(scope="module")
+def quick_priors(tmp_path_factory) -> dict[str, Path]:
+    """Tiny prior files of each family the experiments load: vae, dcgan, stylegan2."""
     from priors.dcgan import DCGANPrior
     from priors.io import save_prior
 
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    vae = tiny_vae_prior(tmp_path / "vae.pt")
+    folder = tmp_path_factory.mktemp("quick_priors")
     torch.manual_seed(0)
     dcgan_config = {"_target_": "priors.dcgan.DCGANPrior", "size": 28, "channels": 1, "latent_dim": 8, "width": 4}
     dcgan = save_prior({"prior_config": dcgan_config, "state_dict": DCGANPrior(28, 1, 8, 4).state_dict(), "extra": {}},
-                       tmp_path / "dcgan.pt")
+                       folder / "dcgan.pt")
     torch.manual_seed(0)
     stylegan = StyleGAN2Prior(size=32, channels=1, style_dim=16, n_mlp=2, max_channels=8)
     stylegan.fit_latent_statistics(num_samples=100)
     stylegan = save_prior({"prior_config": stylegan.config(), "state_dict": stylegan.state_dict(), "extra": {}},
-                          tmp_path / "stylegan2.pt")
-    runs = {"dpr_fig2": ["dpr_fig2"], "prilo_fig3": ["prilo_fig3", "--prior", vae],
+                          folder / "stylegan2.pt")
+    return {"vae": tiny_vae_prior(folder / "vae.pt"), "dcgan": dcgan, "stylegan2": stylegan}
+
+
+def quick_command(name: str, priors: dict[str, Path], out: Path) -> list[str]:
+    vae, dcgan, stylegan = (str(priors[k]) for k in ("vae", "dcgan", "stylegan2"))
+    return {"dpr_fig2": ["dpr_fig2"], "prilo_fig3": ["prilo_fig3", "--prior", vae],
             "dpr_fig3": ["dpr_fig3", "--prior", vae],
             "prilo_table3": ["prilo_table3", "--prior", vae, "--inits", "mii"],
             "ilo_small_dcgan": ["ilo_small", "--dcgan", "--prior", dcgan],
@@ -163,70 +166,99 @@ def test_every_experiment_runs_in_quick_mode(tmp_path, monkeypatch):
             "rtil_mgan_recipe": ["rtil_mgan_recipe"],
             "mgan_lr": ["mgan_lr", "--prior", dcgan],
             "ilo_l1_radius": ["ilo_l1_radius", "--prior", stylegan],
-            "prilo_table1": ["prilo_table1", "--prior", vae, "--out", str(tmp_path / "table1"),
-                             "--override", "data=mnist_embedded"]}
-    for name, command in runs.items():
-        exp = experiments.main([command[0], "--quick", "--threads", "1", *map(str, command[1:])])
-        payload = json.loads(exp.out_path().read_text())
-        assert payload["complete"] and payload["quick"] and payload["rows"], name
-        assert "|" in payload["markdown"], name
-        assert all(len(r["truths"]) == 16 for r in payload["rows"] if "psnr_values" in r), name  # pairable rows
-        assert list(Path(tmp_path).glob(f"{exp.name}*.png")), name
-        if name == "rtil_figs":  # the same file as vanilla and RTIL prior: paired differences are exactly zero
-            for figure, models in {"rtil_figs": {"dcgan", "rtil_dcgan"}, "rtil_figs_mgan": {"dcgan", "rtil_mgan_dcgan"},
-                                   "rtil_figs_stylegan2": {"stylegan2_small", "rtil_stylegan2_small"}}.items():
-                result = json.loads((tmp_path / f"{figure}_quick.json").read_text())
-                assert result["paired_differences"] and all(
-                    d["psnr_rtil_minus_vanilla_mean"] == 0 for d in result["paired_differences"]), figure
-                assert set(result["prior_quality"]) == models and (tmp_path / f"{figure}_samples.png").exists()
-                assert any(r["operator"] == "oracle" for r in result["rows"]), figure
-        if name == "ilo_small":  # StyleGAN2 on real digits: the prior's oracle bound per space beside CSGM and ILO
-            bound = next(r for r in payload["rows"] if r["operator"] == "oracle")
-            assert {"psnr_range_mean", "psnr_layer1_mean"} <= set(bound)
-            # the official ILO schedule has 150 steps, CSGM 1000: ILO is also run with CSGM's step count
-            assert {r["label"] for r in payload["rows"]} >= {"CSGM", "ILO", "ILO, 1000 steps"}
-            assert any(r["label"].startswith("ILO-l1") for r in payload["rows"])  # and with its l1 balls
-        if name == "prilo_fig3":  # PRILO-MII by our rules and by the paper's, at the same starts and schedule
-            assert [r["label"] for r in payload["rows"]] == ["DPR", "DPR-MII", "PRILO-MII", "PRILO-MII (paper rule)", "WF"]
-        if name == "ilo_small_dcgan":  # CSGM with its steps split over starts runs only when asked for
-            assert {r["label"] for r in payload["rows"]} == {"CSGM", "ILO"}
-        if name == "mgan_lr":  # tuned on validation digits by the measurement error alone
-            assert payload["split"] == "val" and payload["chosen"] == min(
-                payload["rows"], key=lambda r: r["measurement_error_mean"])["lr"]
-        if name == "ilo_l1_radius":  # tuned on validation digits, the highest mean PSNR over the CS ratios
-            assert payload["split"] == "val" and all(r["split"] == "val" for r in payload["rows"])
-            best = max(payload["rows"], key=lambda r: r["psnr_mean"])  # one ratio in quick mode
-            assert payload["chosen"] == best["fraction"]
-        if name == "rtil_mgan_recipe":  # tuned on validation digits, the chosen recipe is an RTIL one
-            assert payload["split"] == "val" and all(r["split"] == "val" for r in payload["rows"])
-            assert payload["chosen"] in payload["prior_quality"] and "vanilla" not in payload["chosen"]
-    table1 = experiments.main([*map(str, runs["prilo_table1"]), "--quick", "--collect-only"])
-    labels = [r["label"] for r in json.loads(table1.out_path().read_text())["rows"]]
-    assert labels[0] == "oracle bound" and "DPR" in labels  # tabulated again from the run folders, nothing rerun
+            "prilo_table1": ["prilo_table1", "--prior", vae, "--out", str(out / "table1"),
+                             "--override", "data=mnist_embedded"]}[name]
+
+
+QUICK_RUNS = ["dpr_fig2", "prilo_fig3", "dpr_fig3", "prilo_table3", "ilo_small_dcgan", "ilo_small", "rtil_figs",
+              "rtil_mgan_recipe", "mgan_lr", "ilo_l1_radius", "prilo_table1"]
+
+
+def test_every_subcommand_has_a_quick_run():
+    from benchmarks import experiments
+
+    assert {quick_command(name, {"vae": "", "dcgan": "", "stylegan2": ""}, Path())[0] for name in QUICK_RUNS} == set(
+        experiments.SUBCOMMANDS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", QUICK_RUNS)
+def test_experiment_runs_in_quick_mode(name, quick_priors, tmp_path, monkeypatch):
+    """The subcommand's --quick (tiny priors, 2 images, 1% of the steps) writes its JSON, table and plot."""
+    from benchmarks import experiments
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    command = quick_command(name, quick_priors, tmp_path)
+    exp = experiments.main([command[0], "--quick", "--threads", "1", *command[1:]])
+    payload = json.loads(exp.out_path().read_text())
+    assert payload["complete"] and payload["quick"] and payload["rows"]
+    assert "|" in payload["markdown"]
+    assert all(len(r["truths"]) == 16 for r in payload["rows"] if "psnr_values" in r)  # pairable rows
+    assert list(Path(tmp_path).glob(f"{exp.name}*.png"))
+    if name == "rtil_figs":  # the same file as vanilla and RTIL prior: paired differences are exactly zero
+        for figure, models in {"rtil_figs": {"dcgan", "rtil_dcgan"}, "rtil_figs_mgan": {"dcgan", "rtil_mgan_dcgan"},
+                               "rtil_figs_stylegan2": {"stylegan2_small", "rtil_stylegan2_small"}}.items():
+            result = json.loads((tmp_path / f"{figure}_quick.json").read_text())
+            assert result["paired_differences"] and all(
+                d["psnr_rtil_minus_vanilla_mean"] == 0 for d in result["paired_differences"]), figure
+            assert set(result["prior_quality"]) == models and (tmp_path / f"{figure}_samples.png").exists()
+            assert any(r["operator"] == "oracle" for r in result["rows"]), figure
+    if name == "ilo_small":  # StyleGAN2 on real digits: the prior's oracle bound per space beside CSGM and ILO
+        bound = next(r for r in payload["rows"] if r["operator"] == "oracle")
+        assert {"psnr_range_mean", "psnr_layer1_mean"} <= set(bound)
+        # the official ILO schedule has 150 steps, CSGM 1000: ILO is also run with CSGM's step count
+        assert {r["label"] for r in payload["rows"]} >= {"CSGM", "ILO", "ILO, 1000 steps"}
+        assert any(r["label"].startswith("ILO-l1") for r in payload["rows"])  # and with its l1 balls
+    if name == "prilo_fig3":  # PRILO-MII by our rules and by the paper's, at the same starts and schedule
+        assert [r["label"] for r in payload["rows"]] == ["DPR", "DPR-MII", "PRILO-MII", "PRILO-MII (paper rule)", "WF"]
+    if name == "ilo_small_dcgan":  # CSGM with its steps split over starts runs only when asked for
+        assert {r["label"] for r in payload["rows"]} == {"CSGM", "ILO"}
+    if name == "mgan_lr":  # tuned on validation digits by the measurement error alone
+        assert payload["split"] == "val" and payload["chosen"] == min(
+            payload["rows"], key=lambda r: r["measurement_error_mean"])["lr"]
+    if name == "ilo_l1_radius":  # tuned on validation digits, the highest mean PSNR over the CS ratios
+        assert payload["split"] == "val" and all(r["split"] == "val" for r in payload["rows"])
+        best = max(payload["rows"], key=lambda r: r["psnr_mean"])  # one ratio in quick mode
+        assert payload["chosen"] == best["fraction"]
+    if name == "rtil_mgan_recipe":  # tuned on validation digits, the chosen recipe is an RTIL one
+        assert payload["split"] == "val" and all(r["split"] == "val" for r in payload["rows"])
+        assert payload["chosen"] in payload["prior_quality"] and "vanilla" not in payload["chosen"]
+    if name == "prilo_table1":  # tabulated again from the run folders, nothing rerun
+        table1 = experiments.main([*command, "--quick", "--collect-only"])
+        labels = [r["label"] for r in json.loads(table1.out_path().read_text())["rows"]]
+        assert labels[0] == "oracle bound" and "DPR" in labels
+
+
+@pytest.mark.slow
+def test_quick_runs_of_named_methods_and_refused_options(quick_priors, tmp_path, monkeypatch):
+    from benchmarks import experiments
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    runs = {name: quick_command(name, quick_priors, tmp_path) for name in ("ilo_small_dcgan", "prilo_fig3")}
     solved, solve = [], experiments.Experiment.solve
     monkeypatch.setattr(experiments.Experiment, "solve", lambda self, cfg, *a, **k: solved.append(cfg) or solve(self, cfg, *a, **k))
-    starts = experiments.main([*map(str, runs["ilo_small_dcgan"]), "--quick", "--threads", "1",
+    starts = experiments.main([*runs["ilo_small_dcgan"], "--quick", "--threads", "1",
                                "--methods", "csgm_starts", "--tag", "_starts"])
     rows = json.loads(starts.out_path().read_text())["rows"]  # 4 starts x 250 of CSGM's 1000 steps, one kept
     assert [r["label"] for r in rows] == ["CSGM, best of 4 starts x 250 steps"]
     assert [(c.solver.name, c.restarts, c.solver.schedule[0].steps) for c in solved] == [("csgm", 4, round(250 * 0.01))]
     solved.clear()  # prilo_fig3 --methods: only the named rules run, the paper's = solver=prilo_paper
-    paper = experiments.main([*map(str, runs["prilo_fig3"]), "--quick", "--threads", "1", "--methods", "prilo_mii_paper",
+    paper = experiments.main([*runs["prilo_fig3"], "--quick", "--threads", "1", "--methods", "prilo_mii_paper",
                               "--tag", "_paper"])
     assert [r["label"] for r in json.loads(paper.out_path().read_text())["rows"]] == ["PRILO-MII (paper rule)"]
     assert [(c.solver.name, c.solver.select, c.solver.two_start, c.init.name) for c in solved] == [
         ("prilo_paper", "final", False, "mii")]
     solved.clear()  # an override that a method's own settings would replace is refused before anything runs
     with pytest.raises(SystemExit):
-        experiments.main([*map(str, runs["ilo_small_dcgan"]), "--quick", "--methods", "csgm", "csgm_starts",
+        experiments.main([*runs["ilo_small_dcgan"], "--quick", "--methods", "csgm", "csgm_starts",
                           "--override", "restarts=2"])
     assert solved == []
     with pytest.raises(SystemExit):
         experiments.main(["dpr_fig2", "--images", "0"])
     with pytest.raises(SystemExit):  # a prior file for a model no figure uses
-        experiments.main(["rtil_figs", "--quick", "--priors", f"pggan={dcgan}"])
+        experiments.main(["rtil_figs", "--quick", "--priors", f"pggan={quick_priors['dcgan']}"])
     with pytest.raises(SystemExit):  # ilo_small's methods are csgm, ilo, ilo_equal_compute, ilo_l1
-        experiments.main(["ilo_small", "--quick", "--prior", str(stylegan), "--methods", "ilo_l2"])
+        experiments.main(["ilo_small", "--quick", "--prior", str(quick_priors["stylegan2"]), "--methods", "ilo_l2"])
     with pytest.raises(SystemExit):  # the tag becomes part of file names
         experiments.main(["mgan_lr", "--quick", "--tag", "../x"])
 
