@@ -9,7 +9,9 @@ the same test images (mean ± 95% CI, and on how many images
 the second is higher). Both runs must share the preset's task axes and ``--images`` (rows keep ``psnr_values``), and
 the same test images where both files record their fingerprint (``truths``; files written before it are unchecked).
 ``--plot PREFIX`` also draws both runs' PSNR (mean ± 95% CI) against the task axis, one ``PREFIX_<task>.png`` per task,
-e.g. two halves of one comparison run as separate processes (``experiments.py ilo_small --methods ... --tag ...``)."""
+e.g. two halves of one comparison run as separate processes (``experiments.py ilo_small --methods ... --tag ...``).
+Rows of a table (PRILO table 3: one row per label, no sweep axis) pair as one point, e.g. ``python
+benchmarks/paired_psnr.py benchmarks/results/prilo_table3.json mii/full benchmarks/results/prilo_table3.json mii/only_a``."""
 from __future__ import annotations
 
 import argparse
@@ -33,6 +35,8 @@ def labelled_rows(path: str, label: str) -> list[dict]:
     if not chosen:
         labels = sorted({r.get("label") for r in rows if r.get("operator") != "oracle"})
         raise UserInputError(f"{path} has no rows labelled {label!r}; its labels: {', '.join(map(str, labels))}")
+    if len(chosen) == 1 and not all(k in chosen[0] for k in point_keys(chosen[0])):
+        return [{**chosen[0], "axis": ["point"], "point": "all images"}]  # a table's row (PRILO table 3): no sweep
     return chosen
 
 
@@ -63,6 +67,9 @@ def main(argv=None) -> list[dict]:
     args = parser.parse_args(argv)
     base, other = labelled_rows(args.base, args.base_label), labelled_rows(args.other, args.other_label)
     differences = paired_psnr(base, other)
+    if args.plot and "point" in other[0]:
+        raise UserInputError("--plot draws PSNR against a sweep axis, and these rows are a table's (one point each): "
+                             "leave --plot out")
     if args.plot:
         names = ((args.base_label, args.other_label) if args.base_label != args.other_label else
                  (f"{args.base_label} ({Path(args.base).stem})", f"{args.other_label} ({Path(args.other).stem})"))

@@ -383,6 +383,21 @@ def test_paired_psnr_pairs_rows_by_task_point_and_refuses_unpaired_runs(tmp_path
     assert len(paired_psnr.main([str(base), "v: ILO", str(other), "r: ILO"])) == 2
 
 
+def test_paired_psnr_pairs_the_rows_of_a_table_as_one_point(tmp_path, capsys):
+    """PRILO table 3's rows have a label and no sweep axis: each pairs as a single point over its images."""
+    from benchmarks import paired_psnr
+
+    path = tmp_path / "table3.json"
+    path.write_text(json.dumps({"rows": [
+        {"label": label, "init": "mii", "ablation": label.split("/")[1], "truths": "t", "psnr_mean": 0.0,
+         "psnr_values": [20.0 + offset * i for i in range(4)]} for label, offset in (("mii/full", 1.0), ("mii/only_a", 2.0))]}))
+    (difference,) = paired_psnr.main([str(path), "mii/full", str(path), "mii/only_a"])
+    assert difference["psnr_difference_mean"] == pytest.approx(1.5) and (difference["better"], difference["images"]) == (3, 4)
+    assert "| all images | +1.50 ± " in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # nothing to draw against
+        paired_psnr.main([str(path), "mii/full", str(path), "mii/only_a", "--plot", str(tmp_path / "p")])
+
+
 def test_truth_digest_names_the_images_and_their_order():
     from benchmarks.experiments import truth_digest
 
