@@ -352,8 +352,8 @@ class GenerativeSolver(Solver):
         with torch.no_grad():  # the last iterate (after its final update) is a candidate too
             final = _BestIterate() if best is None else best
             x_last = full(self.render(pos))
-            held_out = fitted.errors(x_last, y_all)[1] if self.holdout else None
-            final.update(x_last, operator.measurement_error(x_last, y_runs) if held_out is None else held_out)
+            final.update(x_last, fitted.errors(x_last, y_all)[1] if self.holdout
+                         else operator.measurement_error(x_last, y_runs))
             pick = select_best_restart(final.err, runs)
             err = final.err[pick]
             if self.holdout:  # report the kept image's error on every measurement, as without a holdout
