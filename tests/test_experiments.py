@@ -154,7 +154,8 @@ def quick_priors(tmp_path_factory) -> dict[str, Path]:
     return {"vae": tiny_vae_prior(folder / "vae.pt"), "dcgan": dcgan, "stylegan2": stylegan}
 
 
-def quick_command(name: str, priors: dict[str, Path], out: Path) -> list[str]:
+def quick_commands(priors: dict[str, Path], out: Path) -> dict[str, list[str]]:
+    """Each run's experiments.py arguments (before --quick), by run name."""
     vae, dcgan, stylegan = (str(priors[k]) for k in ("vae", "dcgan", "stylegan2"))
     return {"dpr_fig2": ["dpr_fig2"], "prilo_fig3": ["prilo_fig3", "--prior", vae],
             "dpr_fig3": ["dpr_fig3", "--prior", vae],
@@ -167,28 +168,26 @@ def quick_command(name: str, priors: dict[str, Path], out: Path) -> list[str]:
             "mgan_lr": ["mgan_lr", "--prior", dcgan],
             "ilo_l1_radius": ["ilo_l1_radius", "--prior", stylegan],
             "prilo_table1": ["prilo_table1", "--prior", vae, "--out", str(out / "table1"),
-                             "--override", "data=mnist_embedded"]}[name]
+                             "--override", "data=mnist_embedded"]}
 
 
-QUICK_RUNS = ["dpr_fig2", "prilo_fig3", "dpr_fig3", "prilo_table3", "ilo_small_dcgan", "ilo_small", "rtil_figs",
-              "rtil_mgan_recipe", "mgan_lr", "ilo_l1_radius", "prilo_table1"]
+QUICK_RUNS = quick_commands(dict.fromkeys(("vae", "dcgan", "stylegan2"), ""), Path())  # the runs, by name
 
 
 def test_every_subcommand_has_a_quick_run():
     from benchmarks import experiments
 
-    assert {quick_command(name, {"vae": "", "dcgan": "", "stylegan2": ""}, Path())[0] for name in QUICK_RUNS} == set(
-        experiments.SUBCOMMANDS)
+    assert {command[0] for command in QUICK_RUNS.values()} == set(experiments.SUBCOMMANDS)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", QUICK_RUNS)
+@pytest.mark.parametrize("name", list(QUICK_RUNS))
 def test_experiment_runs_in_quick_mode(name, quick_priors, tmp_path, monkeypatch):
     """The subcommand's --quick (tiny priors, 2 images, 1% of the steps) writes its JSON, table and plot."""
     from benchmarks import experiments
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    command = quick_command(name, quick_priors, tmp_path)
+    command = quick_commands(quick_priors, tmp_path)[name]
     exp = experiments.main([command[0], "--quick", "--threads", "1", *command[1:]])
     payload = json.loads(exp.out_path().read_text())
     assert payload["complete"] and payload["quick"] and payload["rows"]
@@ -234,7 +233,7 @@ def test_quick_runs_of_named_methods_and_refused_options(quick_priors, tmp_path,
     from benchmarks import experiments
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    runs = {name: quick_command(name, quick_priors, tmp_path) for name in ("ilo_small_dcgan", "prilo_fig3")}
+    runs = quick_commands(quick_priors, tmp_path)
     solved, solve = [], experiments.Experiment.solve
     monkeypatch.setattr(experiments.Experiment, "solve", lambda self, cfg, *a, **k: solved.append(cfg) or solve(self, cfg, *a, **k))
     starts = experiments.main([*runs["ilo_small_dcgan"], "--quick", "--threads", "1",
