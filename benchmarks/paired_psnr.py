@@ -35,8 +35,10 @@ def labelled_rows(path: str, label: str) -> list[dict]:
     if not chosen:
         labels = sorted({r.get("label") for r in rows if r.get("operator") != "oracle"})
         raise UserInputError(f"{path} has no rows labelled {label!r}; its labels: {', '.join(map(str, labels))}")
-    if len(chosen) == 1 and not all(k in chosen[0] for k in point_keys(chosen[0])):
-        return [{**chosen[0], "axis": ["point"], "point": "all images"}]  # a table's row (PRILO table 3): no sweep
+    if not all(k in r for r in chosen for k in point_keys(r)):  # a table's row (PRILO table 3): no sweep axis
+        if len(chosen) > 1:
+            raise UserInputError(f"{path} has {len(chosen)} rows labelled {label!r} and no sweep axis to tell them apart")
+        return [{**chosen[0], "axis": ["point"], "point": "all images"}]
     return chosen
 
 

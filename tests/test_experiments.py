@@ -395,6 +395,10 @@ def test_paired_psnr_pairs_the_rows_of_a_table_as_one_point(tmp_path, capsys):
     assert "| all images | +1.50 ± " in capsys.readouterr().out
     with pytest.raises(SystemExit):  # nothing to draw against
         paired_psnr.main([str(path), "mii/full", str(path), "mii/only_a", "--plot", str(tmp_path / "p")])
+    rows = json.loads(path.read_text())["rows"]
+    path.write_text(json.dumps({"rows": rows + rows[:1]}))  # two rows of one label, nothing to tell them apart
+    with pytest.raises(SystemExit):
+        paired_psnr.main([str(path), "mii/full", str(path), "mii/only_a"])
 
 
 def test_truth_digest_names_the_images_and_their_order():
