@@ -31,9 +31,9 @@ def compose_invert(*overrides: str):
         return compose(config_name="invert", overrides=["prior.checkpoint=unused", *overrides])
 
 
-def split_images(split: str, datamodule_config: str = "mnist_embedded", num_images: int = 64,
+def split_images(split: str, datamodule_config: str = "mnist_embedded", num_images: int = 64, first: int = 0,
                  **data_overrides) -> tuple:
-    """(images, indices) of the first ``num_images`` of a datamodule's ``split`` ("val" or "test")."""
+    """(images, indices) of ``num_images`` of a datamodule's ``split`` ("val" or "test") from position ``first`` on."""
     from common.instantiate import instantiate
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -41,15 +41,18 @@ def split_images(split: str, datamodule_config: str = "mnist_embedded", num_imag
                                                       *[f"data.{k}={v}" for k, v in data_overrides.items()]])
     dm = instantiate(cfg.data)
     dataset = dm.split(split)
-    if num_images > len(dataset):
-        raise UserInputError(f"{num_images} images asked, the {split} split has {len(dataset)}")
-    items = [dataset[i] for i in range(num_images)]
+    if first + num_images > len(dataset):
+        raise UserInputError(f"{num_images} images from image {first} on asked, the {split} split has {len(dataset)}; "
+                             "lower --images or --first-image")
+    items = [dataset[i] for i in range(first, first + num_images)]
     return torch.stack([d["image"] for d in items]), [d["index"] for d in items]
 
 
-def test_images(datamodule_config: str = "mnist_embedded", num_images: int = 64, **data_overrides) -> tuple:
-    """(images, indices) of the first ``num_images`` of a datamodule's test split: for reported numbers."""
-    return split_images("test", datamodule_config, num_images, **data_overrides)
+def test_images(datamodule_config: str = "mnist_embedded", num_images: int = 64, first: int = 0,
+                **data_overrides) -> tuple:
+    """(images, indices) of ``num_images`` of a datamodule's test split from position ``first`` on: for reported
+    numbers."""
+    return split_images("test", datamodule_config, num_images, first, **data_overrides)
 
 
 def tuning_images(split: str, datamodule_config: str = "mnist_embedded", num_images: int = 16,

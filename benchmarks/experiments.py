@@ -100,6 +100,13 @@ class Experiment:
             self.priors[path] = load_prior(path).eval().requires_grad_(False)
         return self.priors[path]
 
+    def test_images(self, choice: str, cfg, **data_overrides) -> tuple:
+        """(images, indices) this run solves: ``--images`` (else the preset's count) of the test split from
+        ``--first-image`` on. Measurements and starts are seeded by an image's index, so a run from image k solves
+        its images as a run from image 0 does (up to batched float32 rounding), and ``concat_results.py`` joins such
+        runs into one."""
+        return test_images(choice, self.args.images or cfg.num_images, self.args.first_image, **data_overrides)
+
     def solve(self, cfg, x: torch.Tensor, indices, prior=None, seed: int = 0):
         """(reconstructions, measurement errors, seconds per image) of the configured solver on x."""
         from common.instantiate import instantiate
@@ -143,7 +150,8 @@ class Experiment:
 
     def save(self, complete: bool, **extra) -> Path:
         payload = {"experiment": self.name, "argv": sys.argv[1:], "images": self.args.images,
-                   "step_fraction": self.args.step_fraction, "overrides": self.args.override, "quick": self.args.quick,
+                   "first_image": self.args.first_image, "step_fraction": self.args.step_fraction,
+                   "overrides": self.args.override, "quick": self.args.quick,
                    "complete": complete, "wall_seconds": time.perf_counter() - self.started, "rows": self.rows, **extra}
         if self.args.quick:  # not a published result
             self.out_path().parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +286,7 @@ def _measurement_sweep(exp: Experiment, methods: dict[str, list[str]], operators
                        prior_path: str, title: str) -> None:
     args = exp.args
     cfg0 = exp.config(f"prior.checkpoint={prior_path}")
-    x, indices = test_images(_data_choice(exp), args.images or cfg0.num_images, **_data_overrides(cfg0))
+    x, indices = exp.test_images(_data_choice(exp), cfg0, **_data_overrides(cfg0))
     prior = exp.prior(prior_path)
     operators = operators[:1] if args.quick else operators
     for op in operators:
@@ -382,7 +390,7 @@ def prilo_table3(args) -> Experiment:
     prior_path = args.prior or _default_prior(exp)
     cfg0 = exp.config(f"prior.checkpoint={prior_path}")
     data = _data_choice(exp)
-    x, indices = test_images(data, args.images or cfg0.num_images, **_data_overrides(cfg0))
+    x, indices = exp.test_images(data, cfg0, **_data_overrides(cfg0))
     prior = exp.prior(prior_path)
     encoder = args.encoder or f"outputs/encoders/encoder_li_{data}.pt"
     for init in args.inits or sweep["init"]:
@@ -516,7 +524,7 @@ def _own_or_prior_samples(exp: Experiment, cfg, prior_path: str):
         c, h, _ = exp.prior(prior_path).image_shape
         extra.update(channels=c, image_size=h)
         exp.data_overrides = [f"data.channels={c}", f"data.image_size={h}"]
-    return test_images(choice, exp.args.images or cfg.num_images, **extra)
+    return exp.test_images(choice, cfg, **extra)
 
 
 def _stage_steps(exp: Experiment, *overrides: str) -> list[int]:
@@ -756,7 +764,7 @@ def rtil_figs(args) -> Experiment:
         exp = Experiment(name, args)
         sweep = experiment_sweep(name)
         cfg0 = exp.config()
-        x, indices = test_images(_data_choice(exp), args.images or cfg0.num_images, **_data_overrides(cfg0))
+        x, indices = exp.test_images(_data_choice(exp), cfg0, **_data_overrides(cfg0))
         operators = sweep["operator"][:1] if args.quick else sweep["operator"]
         paths = {model: files.get(model, preset) for model, preset in zip(models, sweep["prior.checkpoint"])}
         balls = method == "ILO" and any(stage.get("radius") for stage in cfg0.solver.schedule[1:])
@@ -889,6 +897,7 @@ SUBCOMMANDS = {"dpr_fig2": dpr_fig2, "prilo_fig3": prilo_fig3, "dpr_fig3": dpr_f
 OPTION_USERS = {"methods": ("ilo_small", "prilo_fig3"), "collect_only": ("prilo_table1", "dpr_fig2"),
                 "axis": ("dpr_fig2", "prilo_fig3", "dpr_fig3"), "encoder": ("prilo_table3",), "inits": ("prilo_table3",),
                 "priors": ("rtil_figs",), "figures": ("rtil_figs",), "train_epochs": ("rtil_figs", "rtil_mgan_recipe"),
+                "first_image": ("prilo_fig3", "dpr_fig3", "ilo_small", "rtil_figs"),
                 "dataset": ("prilo_table1",), "dcgan": ("ilo_small",), "out": ("prilo_table1",),
                 "prior": ("prilo_fig3", "dpr_fig3", "prilo_table3", "prilo_table1", "ilo_small", "ilo_l1_radius", "mgan_lr")}
 
@@ -898,6 +907,9 @@ def main(argv=None) -> Experiment:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", choices=list(SUBCOMMANDS))
     parser.add_argument("--images", type=int, default=None, help="test images (dpr_fig2: instances); default: the preset's")
+    parser.add_argument("--first-image", type=int, default=0,
+                        help="the first test image solved (default 0): a later run from image k extends an earlier "
+                             "run's k images, joined with concat_results.py")
     parser.add_argument("--axis", nargs="+", default=None,
                         help="dpr_fig2, prilo_fig3, dpr_fig3: a subset of the preset's m/n or m values")
     parser.add_argument("--step-fraction", type=float, default=1.0, help="fraction of every configured step count")
@@ -934,6 +946,8 @@ def main(argv=None) -> Experiment:
         args.images, args.step_fraction = 2, 0.01
     if args.images is not None and args.images < 1:
         raise UserInputError(f"--images must be >= 1, got {args.images}")
+    if args.first_image < 0:
+        raise UserInputError(f"--first-image must be >= 0, got {args.first_image}")
     if not re.fullmatch(r"[A-Za-z0-9._-]*", args.tag):
         raise UserInputError(f"--tag {args.tag!r}: use letters, digits, '.', '_' or '-' (it becomes part of file names)")
     if not 0 < args.step_fraction:

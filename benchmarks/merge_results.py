@@ -89,15 +89,19 @@ def main(argv=None) -> str:
     if out.with_name(f"{out.name}.json").exists():  # e.g. an input's own name: its plots would be replaced
         raise UserInputError(f"--out {args.out}: {out.name}.json is a run's results file, whose plots OUT_*.png would "
                              "be replaced; choose another prefix")
-    rows = merged_rows(args.files)
+    return write_table_and_plots(merged_rows(args.files), out, args.paper)
+
+
+def write_table_and_plots(rows: list[dict], out: Path, paper: str) -> str:
+    """OUT.md and the sweep's plots (``OUT_<operator>_<psnr|ssim>.png`` against m, else ``OUT_<task>.png``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     measurement_sweep = "m" in point_keys(next(r for r in rows if r.get("operator") != "oracle"))
     if measurement_sweep:
         sweep_plots(rows, out, f"{out.name}: {{operator}}, {rows[0]['images']} test images, 95% CI")
-        table = sweep_table(rows, args.paper)
+        table = sweep_table(rows, paper)
     else:
         task_plots(rows, out)
-        table = task_table(rows, args.paper)
+        table = task_table(rows, paper)
     markdown = out.with_name(f"{out.name}.md")
     markdown.write_text(table + "\n")
     print(table)

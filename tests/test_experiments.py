@@ -268,6 +268,8 @@ def test_quick_runs_of_named_methods_and_refused_options(quick_priors, tmp_path,
     (["ilo_small", "--quick", "--dataset", "fmnist"], "an option of prilo_table1"),
     (["dpr_fig2", "--quick", "--prior", "p.pt"], "dpr_fig2 does not read it"),
     (["prilo_fig3", "--quick", "--methods", "prilo", "--prior", "p.pt"], "not a method of this run"),
+    (["prilo_table1", "--quick", "--first-image", "64"], "prilo_table1 does not read it"),  # invert.py rows from 0
+    (["prilo_fig3", "--quick", "--first-image", "-1"], "--first-image must be >= 0"),
 ])
 def test_an_option_the_subcommand_would_ignore_is_refused_before_anything_runs(argv, message, tmp_path, capsys,
                                                                                 monkeypatch):
@@ -324,7 +326,7 @@ def test_a_stopped_run_keeps_the_last_complete_result(tmp_path, monkeypatch):
     monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
     published = tmp_path / "dpr_fig2.json"
     published.write_text('{"complete": true, "rows": ["earlier"]}')
-    args = Namespace(tag="", quick=False, images=3, step_fraction=1.0, override=[])
+    args = Namespace(tag="", quick=False, images=3, first_image=0, step_fraction=1.0, override=[])
     exp = experiments.Experiment("dpr_fig2", args)
     exp.add({"label": "DPR", "psnr_mean": 20.0})
     partial = tmp_path / "dpr_fig2.partial.json"

@@ -1,0 +1,155 @@
+"""One results file from runs of one benchmarks/experiments.py sweep on consecutive ranges of test images, so that a
+run grows by solving only its new images:
+
+    python benchmarks/experiments.py prilo_fig3 --images 128 --tag _first ...                  (images 0-127)
+    python benchmarks/experiments.py prilo_fig3 --images 128 --first-image 128 --tag _next ... (images 128-255)
+    python benchmarks/concat_results.py benchmarks/results/prilo_fig3_gaussian_first.json \\
+        benchmarks/results/prilo_fig3_gaussian_next.json --out benchmarks/results/prilo_fig3_gaussian_256
+
+writes OUT.json (a results file that paired_psnr.py and merge_results.py read), OUT.md and the sweep's plots, with the
+rows one run on all the images would have had: measurements and starts are seeded by an image's index, so the parts
+solve their images as one run would, up to the rounding of batched float32 kernels, which can differ with the batch
+size. The per-image PSNRs are joined; every other mean ± 95% CI is pooled exactly from the parts' counts, means and
+CIs (a union's sum of squares is the parts' own plus their spread about the joint mean). Measurement error and
+seconds per image are image-weighted means; ``truths`` becomes the parts' fingerprints joined with "+", so
+concatenations of the same parts pair with each other. The parts must hold the same rows (labels and points), have
+run with the same overrides and step fraction, and cover consecutive images (their ``first_image``; files from before
+it existed start at image 0). Anything else a part's file holds beside its rows (e.g. rtil_figs' paired differences)
+is not carried over: recompute it from OUT.json (paired_psnr.py).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.experiments import point_keys  # noqa: E402
+from benchmarks.merge_results import load_payload, write_table_and_plots  # noqa: E402
+from common.atomic import write_json  # noqa: E402
+from common.errors import UserInputError, exit_on_user_error  # noqa: E402
+from evaluation.report import t_quantile_975  # noqa: E402
+
+
+def pooled_mean_ci95(parts: list[tuple[int, float, float]]) -> tuple[float, float]:
+    """Mean and 95%-CI half-width (Student t, as evaluation.report.mean_ci95) of the union of samples given by their
+    (count, mean, CI half-width): each part's sum of squares is recovered from its CI, s_i = ci_i sqrt(n_i) / t(n_i - 1)."""
+    parts = [p for p in parts if p[0] > 0]
+    n = sum(p[0] for p in parts)
+    if n == 0 or any(not math.isfinite(m) for _, m, _ in parts):
+        return math.nan, math.nan
+    mean = sum(k * m for k, m, _ in parts) / n
+    if n == 1:
+        return mean, math.nan
+    squares = 0.0
+    for k, m, ci in parts:
+        within = 0.0 if k == 1 else (k - 1) * (ci * math.sqrt(k) / t_quantile_975(k - 1)) ** 2
+        squares += within + k * (m - mean) ** 2
+    return mean, t_quantile_975(n - 1) * math.sqrt(squares / (n - 1)) / math.sqrt(n)
+
+
+def _key(row: dict) -> tuple:
+    return row["label"], tuple(row.get(k) for k in point_keys(row))
+
+
+def concatenated_row(parts: list[dict]) -> dict:
+    """One row from the same row of consecutive parts (in image order); refused where the parts disagree on anything
+    but their images."""
+    keys = set(parts[0])
+    if any(set(p) != keys for p in parts):
+        raise UserInputError(f"row {_key(parts[0])}: the parts' rows have different fields; concatenate runs of one "
+                             "version of one subcommand")
+    if "psnr_values" not in keys:
+        raise UserInputError(f"row {_key(parts[0])}: no per-image PSNR (psnr_values) to join; rerun the part")
+    counts = [sum(math.isfinite(v) for v in p["psnr_values"]) for p in parts]  # a failed image counts nowhere
+    images = [p["images"] for p in parts]
+    out = {"images": sum(images), "truths": "+".join(p["truths"] for p in parts),
+           "psnr_values": [v for p in parts for v in p["psnr_values"]]}
+    for key in ("seconds_per_image", "measurement_error_mean"):
+        if key in keys:
+            out[key] = sum(n * p[key] for n, p in zip(images, parts)) / sum(images)
+    for key in sorted(keys):
+        if key in out:
+            continue
+        stat = key.removesuffix("_mean")
+        if key.endswith("_mean") and f"{stat}_ci95" in keys:
+            out[key], out[f"{stat}_ci95"] = pooled_mean_ci95(
+                [(n, p[key], p[f"{stat}_ci95"]) for n, p in zip(counts, parts)])
+        elif not key.endswith("_ci95") and any(p[key] != parts[0][key] for p in parts):
+            raise UserInputError(f"row {_key(parts[0])}: the parts differ in {key!r} ({parts[0][key]!r} vs "
+                                 f"{next(p[key] for p in parts if p[key] != parts[0][key])!r}); concatenate runs of "
+                                 "the same settings")
+        elif not key.endswith("_ci95"):
+            out[key] = parts[0][key]
+    return {k: out[k] for k in parts[0]}  # the parts' field order
+
+
+def concatenated(paths: list[str]) -> dict:
+    """The payload of one run over the parts' images (see the module's text); refused unless they fit together."""
+    payloads = sorted(((load_payload(p), p) for p in paths), key=lambda pp: pp[0].get("first_image", 0))
+    for field in ("overrides", "step_fraction", "quick"):
+        values = {repr(p.get(field)) for p, _ in payloads}
+        if len(values) > 1:
+            raise UserInputError(f"the files ran with different {field} (" + "; ".join(
+                f"{Path(path).name}: {p.get(field)}" for p, path in payloads) + "); concatenate parts of one run")
+    if len({p["argv"][0] if p.get("argv") else None for p, _ in payloads}) > 1:
+        raise UserInputError("the files come from different subcommands (" + ", ".join(
+            f"{Path(path).name}: {p.get('argv', ['?'])[0]}" for p, path in payloads) + "); concatenate parts of one run")
+    rows_by_file = []
+    for payload, path in payloads:
+        rows = {_key(r): r for r in payload["rows"]}
+        if len(rows) != len(payload["rows"]):
+            raise UserInputError(f"{path}: several rows of one label at one point; concatenate runs of experiments.py")
+        if any("axis" not in r and "ratio" not in r for r in payload["rows"]):
+            raise UserInputError(f"{path}: rows of no sweep (e.g. PRILO table 3's); concatenate prilo_fig3, dpr_fig3, "
+                                 "ilo_small or rtil_figs runs, or rerun with --images N")
+        counts = {r["images"] for r in payload["rows"]}
+        if len(counts) > 1:
+            raise UserInputError(f"{path}: rows on different numbers of images {sorted(counts)}; not one run's file")
+        rows_by_file.append((rows, payload.get("first_image", 0), counts.pop(), path))
+    first_keys = list(rows_by_file[0][0])
+    for rows, _, _, path in rows_by_file[1:]:
+        if set(rows) != set(first_keys):
+            missing = set(first_keys) ^ set(rows)
+            raise UserInputError(f"{Path(path).name} and {Path(rows_by_file[0][3]).name} hold different rows (e.g. "
+                                 f"{sorted(missing, key=str)[0]}); concatenate runs of the same methods and points")
+    for (_, first, images, path), (_, following, _, next_path) in zip(rows_by_file, rows_by_file[1:]):
+        if first + images != following:
+            raise UserInputError(f"{Path(path).name} holds images {first}-{first + images - 1} and "
+                                 f"{Path(next_path).name} starts at image {following}: not consecutive; run the gap "
+                                 f"with --first-image {first + images}, or drop an overlapping part")
+    head = payloads[0][0]
+    rows = [concatenated_row([rows[key] for rows, *_ in rows_by_file]) for key in first_keys]
+    return {"experiment": head.get("experiment"), "concatenated_from": [path for _, path in payloads],
+            "argv": head.get("argv"), "images": rows[0]["images"], "first_image": rows_by_file[0][1],
+            "step_fraction": head.get("step_fraction"), "overrides": head.get("overrides"), "quick": head.get("quick"),
+            "complete": True, "wall_seconds": sum(p.get("wall_seconds", math.nan) for p, _ in payloads),
+            "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
+
+
+@exit_on_user_error
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+", help="results files of one sweep on consecutive images, at least two")
+    parser.add_argument("--out", required=True, help="prefix of the results file (OUT.json), table (OUT.md), plots")
+    parser.add_argument("--paper", default="figure only", help="the paper column's text")
+    args = parser.parse_args(argv)
+    if len(args.files) < 2:
+        raise UserInputError("give at least two results files to concatenate")
+    out = Path(args.out)
+    target = out.with_name(f"{out.name}.json")
+    if target.exists():
+        raise UserInputError(f"--out {args.out}: {target} exists and is not replaced; choose another prefix or "
+                             "remove it")
+    payload = concatenated(args.files)
+    payload["markdown"] = write_table_and_plots(payload["rows"], out, args.paper)
+    write_json(target, payload)
+    print(f"saved {target} ({payload['images']} images from image {payload['first_image']} on)")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
