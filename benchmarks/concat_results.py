@@ -19,7 +19,6 @@ is not carried over: recompute it from OUT.json (paired_psnr.py).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.experiments import point_keys  # noqa: E402
-from benchmarks.merge_results import load_payload, write_table_and_plots  # noqa: E402
+from benchmarks.merge_results import files_and_out, load_payload, write_table_and_plots  # noqa: E402
 from common.atomic import write_json  # noqa: E402
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
 from evaluation.report import t_quantile_975  # noqa: E402
@@ -132,21 +131,10 @@ def concatenated(paths: list[str]) -> dict:
 
 @exit_on_user_error
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="+", help="results files of one sweep on consecutive images, at least two")
-    parser.add_argument("--out", required=True, help="prefix of the results file (OUT.json), table (OUT.md), plots")
-    parser.add_argument("--paper", default="figure only", help="the paper column's text")
-    args = parser.parse_args(argv)
-    if len(args.files) < 2:
-        raise UserInputError("give at least two results files to concatenate")
-    out = Path(args.out)
-    target = out.with_name(f"{out.name}.json")
-    if target.exists():
-        raise UserInputError(f"--out {args.out}: {target} exists and is not replaced; choose another prefix or "
-                             "remove it")
-    payload = concatenated(args.files)
-    payload["markdown"] = write_table_and_plots(payload["rows"], out, args.paper)
-    write_json(target, payload)
+    files, out, paper = files_and_out(argv, __doc__, "concatenate")
+    payload = concatenated(files)
+    payload["markdown"] = write_table_and_plots(payload["rows"], out, paper)
+    target = write_json(out.with_name(f"{out.name}.json"), payload)
     print(f"saved {target} ({payload['images']} images from image {payload['first_image']} on)")
     return payload
 

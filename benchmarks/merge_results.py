@@ -76,20 +76,29 @@ def merged_rows(files: list[str]) -> list[dict]:
     return sorted(out, key=lambda r: order[point(r)])  # stable: within a point, the files' order
 
 
-@exit_on_user_error
-def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def files_and_out(argv, description: str, verb: str) -> tuple[list[str], Path, str]:
+    """(results files, OUT prefix, paper column text) of a command line that joins results files (this script,
+    concat_results.py); refused: fewer than two files, or an OUT whose OUT.json exists (a results file is never
+    replaced, nor its plots)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", help="results files (benchmarks/results/<name>.json), at least two")
-    parser.add_argument("--out", required=True, help="prefix of the table (OUT.md) and plots (OUT_*.png)")
+    parser.add_argument("--out", required=True,
+                        help="prefix of what is written: OUT.md, OUT_*.png (concat_results.py: also OUT.json)")
     parser.add_argument("--paper", default="figure only", help="the paper column's text")
     args = parser.parse_args(argv)
     if len(args.files) < 2:
-        raise UserInputError("give at least two results files to merge")
+        raise UserInputError(f"give at least two results files to {verb}")
     out = Path(args.out)
-    if out.with_name(f"{out.name}.json").exists():  # e.g. an input's own name: its plots would be replaced
-        raise UserInputError(f"--out {args.out}: {out.name}.json is a run's results file, whose plots OUT_*.png would "
-                             "be replaced; choose another prefix")
-    return write_table_and_plots(merged_rows(args.files), out, args.paper)
+    if out.with_name(f"{out.name}.json").exists():  # e.g. an input's own name
+        raise UserInputError(f"--out {args.out}: {out.name}.json exists (a results file; it and its plots OUT_*.png "
+                             "are not replaced); choose another prefix")
+    return args.files, out, args.paper
+
+
+@exit_on_user_error
+def main(argv=None) -> str:
+    files, out, paper = files_and_out(argv, __doc__, "merge")
+    return write_table_and_plots(merged_rows(files), out, paper)
 
 
 def write_table_and_plots(rows: list[dict], out: Path, paper: str) -> str:
