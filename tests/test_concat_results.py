@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from benchmarks import concat_results
 from evaluation.report import mean_ci95
@@ -24,38 +25,56 @@ def test_a_missing_metric_stays_missing():
     assert all(np.isnan(concat_results.pooled_mean_ci95([(3, float("nan"), float("nan")), (2, 1.0, 0.5)])))
 
 
+def _tiny_stylegan2(path):
+    from priors.io import save_prior
+    from priors.stylegan2 import StyleGAN2Prior
+
+    torch.manual_seed(0)
+    prior = StyleGAN2Prior(size=32, channels=1, style_dim=16, n_mlp=2, max_channels=8)
+    prior.fit_latent_statistics(num_samples=100)
+    return save_prior({"prior_config": prior.config(), "state_dict": prior.state_dict(), "extra": {}}, path)
+
+
+SWEEPS = {  # subcommand -> (its results file's stem, a tiny prior's maker, a cheap subset of its methods and points)
+    "prilo_fig3": ("prilo_fig3_gaussian", tiny_vae_prior, ["--methods", "dpr", "dpr_mii", "--axis", "25"]),
+    "ilo_small": ("ilo_small", _tiny_stylegan2, ["--methods", "csgm"]),  # task points and the oracle-bound row
+}
+
+
 @pytest.mark.slow
-def test_runs_from_a_first_image_on_concatenate_to_the_run_on_all_images(tmp_path, monkeypatch):
-    """prilo_fig3 on images 0-3 in one run, and on 0-1 and 2-3 (--first-image 2) joined: the same per-image PSNRs
-    and means and CIs of every metric (to float32 rounding: batched kernels of 2 and of 4 images round differently),
-    and a file that paired_psnr.py reads like a run's."""
+@pytest.mark.parametrize("subcommand", list(SWEEPS))
+def test_runs_from_a_first_image_on_concatenate_to_the_run_on_all_images(subcommand, tmp_path, monkeypatch):
+    """A sweep on images 0-3 in one run, and on 0-1 and 2-3 (--first-image 2) joined: the same per-image PSNRs
+    and means and CIs of every metric up to float32 rounding (batched kernels of 2 and of 4 images round differently,
+    and the steps carry it on: up to 1e-4 relative on the tiny StyleGAN2), and a file paired_psnr.py reads like a
+    run's."""
     from benchmarks import common, experiments, paired_psnr
 
     monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
     monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
-    prior = str(tiny_vae_prior(tmp_path / "vae.pt"))
-    run = ["prilo_fig3", "--prior", prior, "--methods", "dpr", "dpr_mii", "--axis", "25", "--step-fraction", "0.02",
-           "--threads", "1"]
+    stem, make_prior, subset = SWEEPS[subcommand]
+    prior = str(make_prior(tmp_path / "prior.pt"))
+    run = [subcommand, "--prior", prior, *subset, "--step-fraction", "0.02", "--threads", "1"]
     experiments.main([*run, "--images", "4", "--tag", "_all"])
     experiments.main([*run, "--images", "2", "--tag", "_a"])
     experiments.main([*run, "--images", "2", "--first-image", "2", "--tag", "_b"])
-    part_b, part_a = (str(tmp_path / f"prilo_fig3_gaussian_{t}.json") for t in ("b", "a"))
+    part_b, part_a = (str(tmp_path / f"{stem}_{t}.json") for t in ("b", "a"))
     joined = concat_results.main([part_b, part_a, "--out", str(tmp_path / "joined")])  # any order
-    whole = json.loads((tmp_path / "prilo_fig3_gaussian_all.json").read_text())
-    assert joined["images"] == 4 and joined["first_image"] == 0 and len(joined["rows"]) == len(whole["rows"]) == 4
+    whole = json.loads((tmp_path / f"{stem}_all.json").read_text())
+    assert joined["images"] == 4 and joined["first_image"] == 0 and len(joined["rows"]) == len(whole["rows"]) > 1
     parts = [json.loads(open(p).read())["rows"] for p in (part_a, part_b)]
     for i, (mine, theirs) in enumerate(zip(joined["rows"], whole["rows"])):
         assert mine["psnr_values"] == parts[0][i]["psnr_values"] + parts[1][i]["psnr_values"]
-        assert mine["psnr_values"] == pytest.approx(theirs["psnr_values"], rel=1e-5)
+        assert mine["psnr_values"] == pytest.approx(theirs["psnr_values"], rel=1e-3)
         assert mine["truths"] == f"{parts[0][i]['truths']}+{parts[1][i]['truths']}"
         for key, value in theirs.items():
             if key.endswith(("_mean", "_ci95")):
-                assert mine[key] == pytest.approx(value, rel=1e-5, nan_ok=True), key
+                assert mine[key] == pytest.approx(value, rel=1e-3, abs=1e-6, nan_ok=True), key
     assert json.dumps(json.loads((tmp_path / "joined.json").read_text())["rows"]) == json.dumps(joined["rows"])
-    assert (tmp_path / "joined.md").exists() and list(tmp_path.glob("joined_*_psnr.png"))
-    differences = paired_psnr.main([str(tmp_path / "joined.json"), "DPR", str(tmp_path / "joined.json"), "DPR-MII"])
-    assert differences and all(d["images"] == 4 for d in differences)
-
+    assert (tmp_path / "joined.md").exists() and list(tmp_path.glob("joined_*.png"))
+    label = joined["rows"][0]["label"]
+    differences = paired_psnr.main([str(tmp_path / "joined.json"), label, str(tmp_path / "joined.json"), label])
+    assert differences and all(d["images"] == 4 and d["psnr_difference_mean"] == 0 for d in differences)
 
 def _row(label, m=25, images=2, truths="t0", **extra):
     return {"label": label, "operator": "gaussian_pr", "m": m, "axis": ["operator", "m"], "images": images,
