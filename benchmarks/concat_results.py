@@ -9,13 +9,13 @@ run grows by solving only its new images:
 writes OUT.json (a results file that paired_psnr.py and merge_results.py read), OUT.md and the sweep's plots, with the
 rows one run on all the images would have had: measurements and starts are seeded by an image's index, so the parts
 solve their images as one run would, up to the rounding of batched float32 kernels, which can differ with the batch
-size and which the solver's steps carry on (small, like a change of thread count). The per-image PSNRs are joined; every other mean ± 95% CI is pooled exactly from the parts' counts, means and
-CIs (a union's sum of squares is the parts' own plus their spread about the joint mean). Measurement error and
-seconds per image are image-weighted means; ``truths`` becomes the parts' fingerprints joined with "+", so
-concatenations of the same parts pair with each other. The parts must hold the same rows (labels and points), have
-run with the same overrides and step fraction, and cover consecutive images (their ``first_image``; files from before
-it existed start at image 0). Anything else a part's file holds beside its rows (e.g. rtil_figs' paired differences)
-is not carried over: recompute it from OUT.json (paired_psnr.py).
+size and which the solver's steps carry on. The per-image PSNRs are joined; every other mean ± 95% CI is pooled
+exactly from the parts' counts, means and CIs (a union's sum of squares is the parts' own plus their spread about the
+joint mean). Measurement error and seconds per image are image-weighted means; ``truths`` becomes the parts'
+fingerprints joined with "+", so concatenations of the same parts pair with each other. The parts must hold the same
+rows (labels and points), have run with the same overrides and step fraction, and cover consecutive images (their
+``first_image``; files from before it existed start at image 0). Anything else a part's file holds beside its rows
+(e.g. rtil_figs' paired differences) is not carried over: recompute it from OUT.json (paired_psnr.py).
 """
 from __future__ import annotations
 
