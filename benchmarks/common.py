@@ -42,8 +42,9 @@ def split_images(split: str, datamodule_config: str = "mnist_embedded", num_imag
     dm = instantiate(cfg.data)
     dataset = dm.split(split)
     if first + num_images > len(dataset):
-        raise UserInputError(f"{num_images} images from image {first} on asked, the {split} split has {len(dataset)}; "
-                             "lower --images or --first-image")
+        asked = f"{num_images} images from image {first} on" if first else f"{num_images} images"
+        raise UserInputError(f"{asked} asked, the {split} split has {len(dataset)}; lower --images"
+                             f"{' or --first-image' if first else ''}")
     items = [dataset[i] for i in range(first, first + num_images)]
     return torch.stack([d["image"] for d in items]), [d["index"] for d in items]
 

@@ -284,6 +284,17 @@ def test_an_option_the_subcommand_would_ignore_is_refused_before_anything_runs(a
     assert list(tmp_path.iterdir()) == []
 
 
+def test_images_past_the_end_of_the_test_split_are_refused_before_the_prior_is_read(tmp_path, capsys, monkeypatch):
+    from benchmarks import experiments
+
+    monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
+    monkeypatch.chdir(tmp_path)  # p.pt does not exist
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["prilo_fig3", "--images", "2", "--first-image", "100000", "--prior", "p.pt"])
+    assert exit_info.value.code != 0 and "lower --images or --first-image" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.json"))
+
+
 def test_a_task_sweep_refuses_an_override_of_any_tasks_axis_before_loading_or_solving_anything(tmp_path):
     from argparse import Namespace
 
