@@ -65,8 +65,9 @@ def concatenated_row(parts: list[dict]) -> dict:
         raise UserInputError(f"row {_key(parts[0])}: no per-image PSNR (psnr_values) to join; rerun the part")
     counts = [sum(math.isfinite(v) for v in p["psnr_values"]) for p in parts]  # a failed image counts nowhere
     images = [p["images"] for p in parts]
-    out = {"images": sum(images), "truths": "+".join(p["truths"] for p in parts),
-           "psnr_values": [v for p in parts for v in p["psnr_values"]]}
+    out = {"images": sum(images), "psnr_values": [v for p in parts for v in p["psnr_values"]]}
+    if "truths" in keys:  # older files have none
+        out["truths"] = "+".join(p["truths"] for p in parts)
     for key in ("seconds_per_image", "measurement_error_mean"):
         if key in keys:
             out[key] = sum(n * p[key] for n, p in zip(images, parts)) / sum(images)

@@ -79,7 +79,15 @@ def test_runs_from_a_first_image_on_concatenate_to_the_run_on_all_images(subcomm
 def _row(label, m=25, images=2, truths="t0", **extra):
     return {"label": label, "operator": "gaussian_pr", "m": m, "axis": ["operator", "m"], "images": images,
             "truths": truths, "prior": "p.pt", "seconds_per_image": 1.0, "measurement_error_mean": 1e-3, "psnr_mean": 20.0,
-            "psnr_ci95": 1.0, "ssim_mean": 0.8, "ssim_ci95": 0.1, "psnr_values": [19.0, 21.0][:images], **extra}
+            "psnr_ci95": 1.0, "ssim_mean": 0.8, "ssim_ci95": 0.1, "mse_mean": 0.01, "mse_ci95": 0.001, "psnr_values": [19.0, 21.0][:images], **extra}
+
+
+def test_parts_written_before_fingerprints_join_without_one(tmp_path):
+    old = {k: v for k, v in _row("DPR", psnr_ci95=mean_ci95([19, 21])[1]).items() if k != "truths"}
+    a, b = _results(tmp_path / "a.json", [old]), _results(tmp_path / "b.json", [old], first_image=2)
+    row = concat_results.main([a, b, "--out", str(tmp_path / "joined")])["rows"][0]
+    assert "truths" not in row and row["images"] == 4 and row["psnr_values"] == [19.0, 21.0, 19.0, 21.0]
+    assert row["psnr_mean"] == pytest.approx(20.0) and row["psnr_ci95"] == pytest.approx(mean_ci95([19, 21, 19, 21])[1])
 
 
 def _results(path, rows, first_image=0, overrides=(), argv=("prilo_fig3",)):
