@@ -35,7 +35,8 @@ from evaluation.report import t_quantile_975  # noqa: E402
 
 def pooled_mean_ci95(parts: list[tuple[int, float, float]]) -> tuple[float, float]:
     """Mean and 95%-CI half-width (Student t, as evaluation.report.mean_ci95) of the union of samples given by their
-    (count, mean, CI half-width): each part's sum of squares is recovered from its CI, s_i = ci_i sqrt(n_i) / t(n_i - 1)."""
+    (count, mean, CI half-width): each part's sum of squares is recovered from its CI,
+    s_i = ci_i sqrt(n_i) / t(n_i - 1)."""
     parts = [p for p in parts if p[0] > 0]
     n = sum(p[0] for p in parts)
     if n == 0 or any(not math.isfinite(m) for _, m, _ in parts):
@@ -71,19 +72,17 @@ def concatenated_row(parts: list[dict]) -> dict:
     for key in ("seconds_per_image", "measurement_error_mean"):
         if key in keys:
             out[key] = sum(n * p[key] for n, p in zip(images, parts)) / sum(images)
-    for key in sorted(keys):
-        if key in out:
-            continue
-        stat = key.removesuffix("_mean")
-        if key.endswith("_mean") and f"{stat}_ci95" in keys:
-            out[key], out[f"{stat}_ci95"] = pooled_mean_ci95(
-                [(n, p[key], p[f"{stat}_ci95"]) for n, p in zip(counts, parts)])
-        elif not key.endswith("_ci95") and any(p[key] != parts[0][key] for p in parts):
+    pooled = {key.removesuffix("_mean") for key in keys if key.endswith("_mean")} & {
+        key.removesuffix("_ci95") for key in keys if key.endswith("_ci95")}
+    for stat in pooled:
+        out[f"{stat}_mean"], out[f"{stat}_ci95"] = pooled_mean_ci95(
+            [(n, p[f"{stat}_mean"], p[f"{stat}_ci95"]) for n, p in zip(counts, parts)])
+    for key in keys - set(out):  # the row's settings: the parts must agree
+        differing = [p[key] for p in parts if p[key] != parts[0][key]]
+        if differing:
             raise UserInputError(f"row {_key(parts[0])}: the parts differ in {key!r} ({parts[0][key]!r} vs "
-                                 f"{next(p[key] for p in parts if p[key] != parts[0][key])!r}); concatenate runs of "
-                                 "the same settings")
-        elif not key.endswith("_ci95"):
-            out[key] = parts[0][key]
+                                 f"{differing[0]!r}); concatenate runs of the same settings")
+        out[key] = parts[0][key]
     return {k: out[k] for k in parts[0]}  # the parts' field order
 
 
@@ -97,7 +96,8 @@ def concatenated(paths: list[str]) -> dict:
                 f"{Path(path).name}: {p.get(field)}" for p, path in payloads) + "); concatenate parts of one run")
     if len({p["argv"][0] if p.get("argv") else None for p, _ in payloads}) > 1:
         raise UserInputError("the files come from different subcommands (" + ", ".join(
-            f"{Path(path).name}: {p.get('argv', ['?'])[0]}" for p, path in payloads) + "); concatenate parts of one run")
+            f"{Path(path).name}: {p.get('argv', ['?'])[0]}" for p, path in payloads)
+                             + "); concatenate parts of one run")
     rows_by_file = []
     for payload, path in payloads:
         rows = {_key(r): r for r in payload["rows"]}

@@ -1,5 +1,6 @@
 """benchmarks/concat_results.py: runs of one sweep on consecutive test images joined into the run on all of them."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,7 +63,7 @@ def test_runs_from_a_first_image_on_concatenate_to_the_run_on_all_images(subcomm
     joined = concat_results.main([part_b, part_a, "--out", str(tmp_path / "joined")])  # any order
     whole = json.loads((tmp_path / f"{stem}_all.json").read_text())
     assert joined["images"] == 4 and joined["first_image"] == 0 and len(joined["rows"]) == len(whole["rows"]) > 1
-    parts = [json.loads(open(p).read())["rows"] for p in (part_a, part_b)]
+    parts = [json.loads(Path(p).read_text())["rows"] for p in (part_a, part_b)]
     for i, (mine, theirs) in enumerate(zip(joined["rows"], whole["rows"])):
         assert mine["psnr_values"] == parts[0][i]["psnr_values"] + parts[1][i]["psnr_values"]
         assert mine["psnr_values"] == pytest.approx(theirs["psnr_values"], rel=1e-3)
@@ -76,10 +77,12 @@ def test_runs_from_a_first_image_on_concatenate_to_the_run_on_all_images(subcomm
     differences = paired_psnr.main([str(tmp_path / "joined.json"), label, str(tmp_path / "joined.json"), label])
     assert differences and all(d["images"] == 4 and d["psnr_difference_mean"] == 0 for d in differences)
 
+
 def _row(label, m=25, images=2, truths="t0", **extra):
     return {"label": label, "operator": "gaussian_pr", "m": m, "axis": ["operator", "m"], "images": images,
-            "truths": truths, "prior": "p.pt", "seconds_per_image": 1.0, "measurement_error_mean": 1e-3, "psnr_mean": 20.0,
-            "psnr_ci95": 1.0, "ssim_mean": 0.8, "ssim_ci95": 0.1, "mse_mean": 0.01, "mse_ci95": 0.001, "psnr_values": [19.0, 21.0][:images], **extra}
+            "truths": truths, "prior": "p.pt", "seconds_per_image": 1.0, "measurement_error_mean": 1e-3,
+            "psnr_mean": 20.0, "psnr_ci95": 1.0, "ssim_mean": 0.8, "ssim_ci95": 0.1, "mse_mean": 0.01,
+            "mse_ci95": 0.001, "psnr_values": [19.0, 21.0][:images], **extra}
 
 
 def test_parts_written_before_fingerprints_join_without_one(tmp_path):
