@@ -11,8 +11,10 @@ rows one run on all the images would have had: measurements and starts are seede
 solve their images as one run would, up to the rounding of batched float32 kernels, which can differ with the batch
 size and which the solver's steps carry on. The per-image PSNRs are joined; every other mean ± 95% CI is pooled
 exactly from the parts' counts, means and CIs (a union's sum of squares is the parts' own plus their spread about the
-joint mean). Measurement error and seconds per image are image-weighted means; ``truths`` becomes the parts'
-fingerprints joined with "+", so concatenations of the same parts pair with each other. The parts must hold the same
+joint mean). Measurement error and seconds per image are image-weighted means. The per-image ground-truth fingerprints
+(``truths_per_image``) are joined, so OUT.json pairs with any run on the same images, one run or other parts; the
+whole-row ``truths`` becomes the parts' joined with "+" (files from before per-image fingerprints pair only with
+concatenations of the same parts). The parts must hold the same
 rows (labels and points), have run with the same overrides and step fraction, and cover consecutive images (their
 ``first_image``; files from before it existed start at image 0). Anything else a part's file holds beside its rows
 (e.g. rtil_figs' paired differences) is not carried over: recompute it from OUT.json (paired_psnr.py).
@@ -69,6 +71,8 @@ def concatenated_row(parts: list[dict]) -> dict:
     out = {"images": sum(images), "psnr_values": [v for p in parts for v in p["psnr_values"]]}
     if "truths" in keys:  # older files have none
         out["truths"] = "+".join(p["truths"] for p in parts)
+    if "truths_per_image" in keys:
+        out["truths_per_image"] = [t for p in parts for t in p["truths_per_image"]]
     for key in ("seconds_per_image", "measurement_error_mean"):
         if key in keys:
             out[key] = sum(n * p[key] for n, p in zip(images, parts)) / sum(images)

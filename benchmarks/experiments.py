@@ -130,7 +130,8 @@ class Experiment:
             moved = align_to_reference(x_hat, x)
             metrics.update({f"{k}_aligned": v for k, v in image_metrics(moved, x, lpips_net=None).items()
                             if k in ("psnr", "ssim")})
-        row = {"label": label, **point, "images": len(x), "truths": truth_digest(x), "seconds_per_image": seconds,
+        row = {"label": label, **point, "images": len(x), "truths": truth_digest(x),
+               "truths_per_image": [truth_digest(image)[:TRUTH_DIGITS] for image in x], "seconds_per_image": seconds,
                "measurement_error_mean": float(error.mean())}
         for key, values in metrics.items():
             row[f"{key}_mean"], row[f"{key}_ci95"] = mean_ci95(values.tolist())
@@ -175,10 +176,24 @@ class Experiment:
         return out
 
 
+#: hex digits of each image's fingerprint in a row's ``truths_per_image``
+TRUTH_DIGITS = 10
+
+
 def truth_digest(x: torch.Tensor) -> str:
     """A fingerprint of a row's ground-truth images (SHA-256 of their float32 values, in order): rows of different
     runs are compared image by image (paired_psnr, merge_results) only where their fingerprints agree."""
     return hashlib.sha256(x.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def same_truths(a: dict, b: dict) -> bool | None:
+    """Whether two rows solved the same ground truths: by their per-image fingerprints where both have them (so a
+    run joined from parts matches one run on the same images), else by the whole-row ``truths``; None where a row
+    has neither (files written before fingerprints: unchecked)."""
+    for key in ("truths_per_image", "truths"):
+        if key in a and key in b:
+            return a[key] == b[key]
+    return None
 
 
 def _pm(row: dict, key: str, fmt: str) -> str:
@@ -724,7 +739,7 @@ def paired_psnr(base_rows: list[dict], rows: list[dict]) -> list[dict]:
         if b is None or len(b["psnr_values"]) != len(r["psnr_values"]):
             raise UserInputError(f"no point {' '.join(map(str, point(r)))} with {len(r['psnr_values'])} images to "
                                  "pair with; compare runs of the same preset, axes and --images")
-        if "truths" in b and "truths" in r and b["truths"] != r["truths"]:  # files from before fingerprints: unchecked
+        if same_truths(b, r) is False:
             raise UserInputError(f"point {' '.join(map(str, point(r)))}: the runs solved different test images (their "
                                  "ground-truth fingerprints differ); compare runs on the same data and --images")
         diff = [a - c for a, c in zip(r["psnr_values"], b["psnr_values"])]

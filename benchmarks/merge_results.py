@@ -9,7 +9,7 @@ subcommand's plots of all of them: ``OUT_<operator>_<psnr|ssim>.png`` for measur
 ``OUT_<task>.png`` for task sweeps (ILO, RTIL). A label that several files use is suffixed with its file's name.
 Nothing is recomputed: the rows are the files' own (mean ± 95% CI over the images). Files must hold the same number of
 test images from the same data (as their ``--override data=`` says) and, where every file records it, the same
-fingerprint of the ground truths (``truths``: older files have none).
+fingerprints of the ground truths (``truths_per_image``, else ``truths``: older files have neither).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.experiments import point, point_keys, sweep_plots, sweep_table, task_plots, task_table  # noqa: E402
+from benchmarks.experiments import point, point_keys, same_truths, sweep_plots, sweep_table, task_plots, task_table  # noqa: E402
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
 
 
@@ -52,10 +52,11 @@ def merged_rows(files: list[str]) -> list[dict]:
         raise UserInputError("the files' test images come from different data (" + "; ".join(
             f"{Path(p).name}: {d}" for p, d in data.items()) + "); merge runs on the same images")
     runs = {path: payload["rows"] for path, payload in payloads.items()}
-    truths = {path: {r["truths"] for r in rows if "truths" in r} for path, rows in runs.items()}
-    if all(truths.values()) and len({frozenset(t) for t in truths.values()}) > 1:  # older files have none: unchecked
-        raise UserInputError("the files' test images differ (their ground-truth fingerprints differ: " + "; ".join(
-            f"{Path(p).name}: {', '.join(sorted(t))}" for p, t in truths.items()) + "); merge runs on the same images")
+    first, *others = runs
+    for path in others:
+        if any(same_truths(a, b) is False for a in runs[first] for b in runs[path]):  # older files have none: unchecked
+            raise UserInputError(f"the files' test images differ ({Path(first).name} and {Path(path).name} have other "
+                                 "ground-truth fingerprints); merge runs on the same images")
     kinds = {path: {point_keys(r) for r in rows if r.get("operator") != "oracle"} for path, rows in runs.items()}
     if len({frozenset(k) for k in kinds.values()}) > 1:
         raise UserInputError("the files sweep different points (" + "; ".join(

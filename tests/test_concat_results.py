@@ -68,6 +68,7 @@ def test_runs_from_a_first_image_on_concatenate_to_the_run_on_all_images(subcomm
         assert mine["psnr_values"] == parts[0][i]["psnr_values"] + parts[1][i]["psnr_values"]
         assert mine["psnr_values"] == pytest.approx(theirs["psnr_values"], rel=1e-3)
         assert mine["truths"] == f"{parts[0][i]['truths']}+{parts[1][i]['truths']}"
+        assert mine["truths_per_image"] == theirs["truths_per_image"] and len(set(mine["truths_per_image"])) == 4
         for key, value in theirs.items():
             if key.endswith(("_mean", "_ci95")):
                 assert mine[key] == pytest.approx(value, rel=1e-3, abs=1e-6, nan_ok=True), key
@@ -76,6 +77,10 @@ def test_runs_from_a_first_image_on_concatenate_to_the_run_on_all_images(subcomm
     label = joined["rows"][0]["label"]
     differences = paired_psnr.main([str(tmp_path / "joined.json"), label, str(tmp_path / "joined.json"), label])
     assert differences and all(d["images"] == 4 and d["psnr_difference_mean"] == 0 for d in differences)
+    with_one_run = paired_psnr.main([str(tmp_path / f"{stem}_all.json"), label, str(tmp_path / "joined.json"), label])
+    assert [d["images"] for d in with_one_run] == [d["images"] for d in differences]  # same images, per image
+    part_vs_run = paired_psnr.main([str(tmp_path / f"{stem}_all.json"), label, part_b, label, "--common-images"])
+    assert all(d["images"] == 2 and abs(d["psnr_difference_mean"]) < 1e-2 for d in part_vs_run)  # images 2-3
 
 
 def _row(label, m=25, images=2, truths="t0", **extra):

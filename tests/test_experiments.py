@@ -192,7 +192,8 @@ def test_experiment_runs_in_quick_mode(name, quick_priors, tmp_path, monkeypatch
     payload = json.loads(exp.out_path().read_text())
     assert payload["complete"] and payload["quick"] and payload["rows"]
     assert "|" in payload["markdown"]
-    assert all(len(r["truths"]) == 16 for r in payload["rows"] if "psnr_values" in r)  # pairable rows
+    assert all(len(r["truths"]) == 16 and len(r["truths_per_image"]) == r["images"]  # pairable rows
+               for r in payload["rows"] if "psnr_values" in r)
     assert list(Path(tmp_path).glob(f"{exp.name}*.png"))
     if name == "rtil_figs":  # the same file as vanilla and RTIL prior: paired differences are exactly zero
         for figure, models in {"rtil_figs": {"dcgan", "rtil_dcgan"}, "rtil_figs_mgan": {"dcgan", "rtil_mgan_dcgan"},
@@ -393,6 +394,44 @@ def test_paired_psnr_pairs_rows_by_task_point_and_refuses_unpaired_runs(tmp_path
         paired_psnr.main([str(base), "v: ILO", str(other), "r: ILO"])
     other.write_text(json.dumps({"rows": [{**r, "label": "r: ILO"} for r in fingerprinted]}))
     assert len(paired_psnr.main([str(base), "v: ILO", str(other), "r: ILO"])) == 2
+    per_image = [{**r, "truths_per_image": ["i0", "i1", "i2", "i3"]} for r in fingerprinted]
+    base.write_text(json.dumps({"rows": per_image}))
+    joined = [{**r, "label": "r: ILO", "truths": "a0+a1"} for r in per_image]  # a run joined from parts
+    other.write_text(json.dumps({"rows": joined}))
+    assert len(paired_psnr.main([str(base), "v: ILO", str(other), "r: ILO"])) == 2  # per-image fingerprints agree
+    other.write_text(json.dumps({"rows": [{**r, "truths_per_image": ["i0", "i1", "i3", "i2"]} for r in joined]}))
+    with pytest.raises(SystemExit):  # the same whole-row fingerprint does not rescue other images
+        paired_psnr.main([str(base), "v: ILO", str(other), "r: ILO"])
+
+
+def test_paired_psnr_pairs_runs_on_the_images_both_solved(tmp_path, capsys):
+    """--common-images: a 4-image run from image 0 and a 2-image part from image 2 pair on images 2-3; the cut
+    keeps each image's own PSNR and fingerprint, and nothing is paired across other images."""
+    from benchmarks import paired_psnr
+
+    def results(path, label, first, values, fingerprints):
+        row = {"label": label, "operator": "inpainting", "ratio": 0.1, "images": len(values), "psnr_values": values,
+               "psnr_mean": sum(values) / len(values), "psnr_ci95": 1.0, "ssim_mean": 0.5, "ssim_ci95": 0.1,
+               "measurement_error_mean": 1e-3, "truths": "whole", "truths_per_image": fingerprints}
+        path.write_text(json.dumps({"first_image": first, "rows": [row]}))
+        return str(path)
+
+    run = results(tmp_path / "run.json", "ILO", 0, [10.0, 11.0, 12.0, 13.0], ["a", "b", "c", "d"])
+    part = results(tmp_path / "part.json", "ILO", 2, [14.0, 13.0], ["c", "d"])
+    with pytest.raises(SystemExit):  # without the flag, runs on other images do not pair
+        paired_psnr.main([run, "ILO", part, "ILO"])
+    capsys.readouterr()
+    (d,) = paired_psnr.main([run, "ILO", part, "ILO", "--common-images", "--plot", str(tmp_path / "p")])
+    assert (d["images"], d["better"]) == (2, 1) and d["psnr_difference_mean"] == pytest.approx(1.0)
+    out = capsys.readouterr().out
+    assert "test images 2-3" in out and "| – / 1.00e-03 |" in out  # the run's error is of other images too, the part's not
+    assert (tmp_path / "p_inpainting.png").exists()
+    elsewhere = results(tmp_path / "elsewhere.json", "ILO", 4, [14.0, 13.0], ["e", "f"])
+    other_images = results(tmp_path / "other.json", "ILO", 2, [14.0, 13.0], ["c", "x"])
+    for second in (elsewhere, other_images):  # no common image; other ground truths on the common ones
+        with pytest.raises(SystemExit):
+            paired_psnr.main([run, "ILO", second, "ILO", "--common-images"])
+        assert capsys.readouterr().err.strip().count("\n") == 0
 
 
 def test_paired_psnr_pairs_the_rows_of_a_table_as_one_point(tmp_path, capsys):

@@ -48,6 +48,19 @@ def test_files_with_the_same_fingerprints_merge_and_files_without_them_are_not_c
     assert [line.split(" | ")[2] for line in table.splitlines()[2:]] == ["DPR", "WF", "DPR-MII"]
 
 
+def test_a_run_joined_from_parts_merges_with_one_run_on_the_same_images(tmp_path):
+    images = {"truths_per_image": ["i0", "i1", "i2", "i3"]}
+    one_run = _results(tmp_path / "a.json", [{**_row("DPR", "gaussian_pr", 25), "truths": "a", **images}])
+    joined = _results(tmp_path / "b.json", [{**_row("WF", "gaussian_pr", 25), "truths": "a0+a1", **images}])
+    table = merge_results.main([one_run, joined, "--out", str(tmp_path / "all")])
+    assert [line.split(" | ")[2] for line in table.splitlines()[2:]] == ["DPR", "WF"]
+    shuffled = _results(tmp_path / "c.json", [{**_row("WF", "gaussian_pr", 25), "truths": "a",
+                                               "truths_per_image": ["i1", "i0", "i2", "i3"]}])
+    with pytest.raises(SystemExit):  # the same whole-row fingerprint, other images in that order
+        merge_results.main([one_run, shuffled, "--out", str(tmp_path / "other")])
+    assert not (tmp_path / "other.md").exists()
+
+
 @pytest.mark.parametrize("case", ["one file", "other images", "other data", "other fingerprints", "unfinished", "other points", "out is an input",
                                   "no rows"])
 def test_files_that_do_not_merge_are_refused_and_nothing_is_written(tmp_path, capsys, case):
