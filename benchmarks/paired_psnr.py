@@ -15,7 +15,7 @@ Rows of a table (PRILO table 3: one row per label, no sweep axis) pair as one po
 benchmarks/paired_psnr.py benchmarks/results/prilo_table3.json mii/full benchmarks/results/prilo_table3.json mii/only_a``.
 ``--common-images`` pairs runs on different image ranges on the images both solved (their ``first_image`` and
 ``--images``; measurements and starts are seeded per image, so an image is solved alike in either run, up to the
-rounding of batched float32 kernels); only PSNR is kept per image, so the table's measurement errors are then "–"."""
+rounding of batched float32 kernels); a run cut to fewer images keeps only PSNR (the file has no other per-image values), so its measurement error is "–"."""
 from __future__ import annotations
 
 import argparse
