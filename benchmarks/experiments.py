@@ -6,8 +6,8 @@
     python benchmarks/experiments.py prilo_table3            # PRILO table 3 rows (ablations x MII / LI), Fourier PR
     python benchmarks/experiments.py prilo_table1 --dataset fmnist   # PRILO table 1 column (invert.py rows + oracle bound)
     python benchmarks/experiments.py ilo_small               # ILO section 4: CSGM vs ILO, four tasks, ratio sweeps
-    python benchmarks/experiments.py rtil_figs               # RTIL figs. 4-5: vanilla vs RTIL DCGANs (ILO, mGANprior)
-                                                             # and 32x32 StyleGAN2s (ILO)
+    python benchmarks/experiments.py rtil_figs               # RTIL figs. 4-5: vanilla vs RTIL DCGANs (ILO, mGANprior),
+                                                             # 32x32 StyleGAN2s (ILO) and 32x32 PGGANs (mGANprior)
 
 Every subcommand composes its preset exactly as ``python invert.py +experiment=NAME`` does, with the
 sweep of the preset's ``hydra.sweeper.params`` (or the per-task ratio axes below), solves the first
@@ -17,6 +17,7 @@ numbers where the paper prints them. One subcommand tunes, on the validation spl
 
     python benchmarks/experiments.py rtil_mgan_recipe --train-epochs 8   # which RTIL multi-code DCGAN recipe trains
     python benchmarks/experiments.py mgan_lr --step-fraction 0.16          # mGANprior's learning rate on that DCGAN
+    python benchmarks/experiments.py mgan_lr --figures 5-pggan             # ... and on figure 5's PGGAN
     python benchmarks/experiments.py ilo_l1_radius                         # ILO's l1-ball radii on the small StyleGAN2
 
 ``--step-fraction`` scales every configured step count (1 = the preset's schedules, the papers' scale);
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -663,11 +665,30 @@ def _train_prior(model: str, path: Path, epochs: int, *overrides: str) -> None:
     subprocess.run(command, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": "offline"})
 
 
-#: RTIL figures 4 and 5: figure -> (preset, method, the vanilla model, the RTIL model trained for that method,
-#: epochs of each when trained here); 4-stylegan2: figure 4 on the narrow 32x32 StyleGAN2, ILO's own architecture
-RTIL_FIGURES = {"4": ("rtil_figs", "ILO", "dcgan", "rtil_dcgan", 30),
-                "5": ("rtil_figs_mgan", "mGANprior", "dcgan", "rtil_mgan_dcgan", 30),
-                "4-stylegan2": ("rtil_figs_stylegan2", "ILO", "stylegan2_small", "rtil_stylegan2_small", 35)}
+class RtilFigure(NamedTuple):
+    """One RTIL figure: its preset, the inversion method, the vanilla model and the RTIL model trained for that
+    method (conf/model names), the epochs of each when trained here, and train.py overrides by model."""
+    preset: str
+    method: str
+    vanilla: str
+    rtil: str
+    epochs: int
+    train_overrides: dict[str, tuple[str, ...]] = {}
+
+    @property
+    def models(self) -> tuple[str, str]:
+        return self.vanilla, self.rtil
+
+
+#: RTIL figures 4 and 5; 4-stylegan2: figure 4 on the narrow 32x32 StyleGAN2, ILO's own architecture;
+#: 5-pggan: figure 5 on the paper's architecture, a 32x32 PGGAN whose codes mix after block 2 (8x8), before
+#: two more blocks (the paper's 256 px PGGAN mixes after block 4 of 7); 72 epochs of the ~4k embedded train
+#: digits cover the model config's growing schedule (7 phases of 40k images; the paper's are 800k each)
+RTIL_FIGURES = {"4": RtilFigure("rtil_figs", "ILO", "dcgan", "rtil_dcgan", 30),
+                "5": RtilFigure("rtil_figs_mgan", "mGANprior", "dcgan", "rtil_mgan_dcgan", 30),
+                "4-stylegan2": RtilFigure("rtil_figs_stylegan2", "ILO", "stylegan2_small", "rtil_stylegan2_small", 35),
+                "5-pggan": RtilFigure("rtil_figs_mgan_pggan", "mGANprior", "pggan", "rtil_mgan_pggan", 72,
+                                      {"rtil_mgan_pggan": ("model.module.rtil.layers=[2]",)})}
 
 
 def _oracle_bound_row(exp: Experiment, cfg, prior, method: str, x: torch.Tensor, indices, label: str) -> dict:
@@ -760,7 +781,7 @@ def _paired_differences(exp: Experiment, vanilla: str, rtil: str) -> list[dict]:
 
 def _prior_files(pairs: list[str]) -> dict[str, str]:
     """``--priors MODEL=FILE ...`` as model -> file, models among RTIL_FIGURES'."""
-    models = {m for _, _, *ms, _ in RTIL_FIGURES.values() for m in ms}
+    models = {m for figure in RTIL_FIGURES.values() for m in figure.models}
     files = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
     wrong = [p for p in pairs if "=" not in p or p.split("=", 1)[0] not in models]
     if wrong:
@@ -774,8 +795,8 @@ def rtil_figs(args) -> Experiment:
 
     files = _prior_files(args.priors or [])
     exp = None
-    for figure in args.figures:
-        name, method, *models, epochs = RTIL_FIGURES[figure]
+    for figure in args.figures or list(RTIL_FIGURES):
+        name, method, *models, epochs, train_overrides = RTIL_FIGURES[figure]
         exp = Experiment(name, args)
         sweep = experiment_sweep(name)
         cfg0 = exp.config()
@@ -786,7 +807,7 @@ def rtil_figs(args) -> Experiment:
         for model, path in paths.items():
             if args.quick and not Path(path).exists():
                 raise UserInputError(f"--quick uses existing priors; {path} is missing (train it: python train.py model={model})")
-            _train_prior(model, Path(path), args.train_epochs or epochs)
+            _train_prior(model, Path(path), args.train_epochs or epochs, *train_overrides.get(model, ()))
             extra = []
             if balls:  # the preset's radii are another prior's: scaled to this one's map norms
                 r1, r2 = ilo_radii(exp.prior(path))
@@ -871,13 +892,21 @@ MGAN_LEARNING_RATES = (0.1, 0.03, 0.01, 0.003)
 
 
 def mgan_lr(args) -> Experiment:
-    """mGANprior's learning rate for figure 5's DCGAN, chosen on the validation split only: each rate fits the clean
-    image (A = I) of ``--images`` validation digits with the preset's solver and N codes; rule: the lowest
-    measurement error (here the distance to the clean image itself, so no ground truth beyond the measurements)."""
-    preset_prior = compose_experiment("rtil_figs_mgan").prior.checkpoint
-    path = args.prior or preset_prior
-    exp = Experiment("mgan_lr" if path == preset_prior else f"mgan_lr_{Path(path).stem}", args, preset="rtil_figs_mgan")
-    x, indices = tuning_images("val", num_images=2 if args.quick else args.images or 8)
+    """mGANprior's learning rate for a figure-5 preset (``--figures 5``, the DCGAN, or ``5-pggan``), chosen on the
+    validation split only: each rate fits the clean image (A = I) of ``--images`` validation digits with the preset's
+    solver and N codes; rule: the lowest measurement error (here the distance to the clean image itself, so no ground
+    truth beyond the measurements)."""
+    figures = [f for f in args.figures or ["5"] if RTIL_FIGURES[f].method == "mGANprior"]
+    if len(figures) != 1:
+        raise UserInputError(f"mgan_lr tunes one mGANprior figure at a time: give --figures with one of "
+                             f"{', '.join(f for f, fig in RTIL_FIGURES.items() if fig.method == 'mGANprior')}")
+    preset = RTIL_FIGURES[figures[0]].preset
+    cfg0 = compose_experiment(preset, with_hydra=True)
+    path = args.prior or cfg0.prior.checkpoint
+    stem = preset.replace("rtil_figs_mgan", "mgan_lr")
+    exp = Experiment(stem if path == cfg0.prior.checkpoint else f"{stem}_{Path(path).stem}", args, preset=preset)
+    x, indices = tuning_images("val", cfg0.hydra.runtime.choices.data, num_images=2 if args.quick else args.images or 8,
+                               **_data_overrides(cfg0))
     for lr in MGAN_LEARNING_RATES[:2] if args.quick else MGAN_LEARNING_RATES:
         cfg = exp.config(f"prior.checkpoint={path}", "operator=denoising", "operator.noise_std=0", f"solver.lr={lr}")
         x_hat, error, seconds = exp.solve(cfg, x, indices, prior=exp.prior(path))
@@ -892,7 +921,7 @@ def mgan_lr(args) -> Experiment:
              "rule: lowest measurement error", "", "| lr | measurement error | PSNR (dB) | SSIM |", "|---|---|---|---|"]
     lines += [f"| {r['lr']}{' **(chosen)**' if r['lr'] == chosen else ''} | {r['measurement_error_mean']:.3g} | "
               f"{_pm(r, 'psnr', '.2f')} | {_pm(r, 'ssim', '.3f')} |" for r in exp.rows]
-    return _finish(exp, "\n".join(lines), chosen=chosen, split="val")
+    return _finish(exp, "\n".join(lines), chosen=chosen, split="val", preset=preset)
 
 
 # -- entry point ----------------------------------------------------------------------------------------------
@@ -911,7 +940,7 @@ SUBCOMMANDS = {"dpr_fig2": dpr_fig2, "prilo_fig3": prilo_fig3, "dpr_fig3": dpr_f
 #: subcommand-specific options -> the subcommands that read them (any other would silently ignore the option)
 OPTION_USERS = {"methods": ("ilo_small", "prilo_fig3"), "collect_only": ("prilo_table1", "dpr_fig2"),
                 "axis": ("dpr_fig2", "prilo_fig3", "dpr_fig3"), "encoder": ("prilo_table3",), "inits": ("prilo_table3",),
-                "priors": ("rtil_figs",), "figures": ("rtil_figs",), "train_epochs": ("rtil_figs", "rtil_mgan_recipe"),
+                "priors": ("rtil_figs",), "figures": ("rtil_figs", "mgan_lr"), "train_epochs": ("rtil_figs", "rtil_mgan_recipe"),
                 "first_image": ("prilo_fig3", "dpr_fig3", "ilo_small", "rtil_figs"),
                 "dataset": ("prilo_table1",), "dcgan": ("ilo_small",), "out": ("prilo_table1",),
                 "prior": ("prilo_fig3", "dpr_fig3", "prilo_table3", "prilo_table1", "ilo_small", "ilo_l1_radius", "mgan_lr")}
@@ -934,8 +963,10 @@ def main(argv=None) -> Experiment:
     parser.add_argument("--priors", nargs="+", default=None, metavar="MODEL=FILE",
                         help="rtil_figs: prior files by model, e.g. dcgan=a.pt rtil_dcgan=b.pt (default: the presets'; "
                              "trained here when missing)")
-    parser.add_argument("--figures", nargs="+", choices=list(RTIL_FIGURES), default=list(RTIL_FIGURES),
-                        help="rtil_figs: 4 (ILO, DCGAN), 5 (mGANprior, DCGAN), 4-stylegan2 (ILO, 32x32 StyleGAN2)")
+    parser.add_argument("--figures", nargs="+", choices=list(RTIL_FIGURES), default=None,
+                        help="rtil_figs: 4 (ILO, DCGAN), 5 (mGANprior, DCGAN), 4-stylegan2 (ILO, 32x32 StyleGAN2), "
+                             "5-pggan (mGANprior, 32x32 PGGAN); default: all. mgan_lr: the one figure whose preset it "
+                             "tunes, 5 (default) or 5-pggan")
     parser.add_argument("--dataset", choices=["mnist", "fmnist"], default="mnist", help="prilo_table1: the column")
     parser.add_argument("--dcgan", action="store_true", help="ilo_small: the 64x64 face DCGAN preset (ilo_small_dcgan)")
     parser.add_argument("--methods", nargs="+", default=None,

@@ -42,6 +42,19 @@ def test_preset_composes_and_resolves_with_every_sweep_value(name, tmp_path):
             OmegaConf.to_container(compose_experiment(name, f"{key}={value}").operator, resolve=True)
 
 
+def test_each_rtil_figure_sweeps_the_priors_it_trains_and_mganprior_mixes_where_rtil_trained_the_mixing():
+    from benchmarks.experiments import RTIL_FIGURES
+
+    for name, figure in RTIL_FIGURES.items():
+        files = experiment_sweep(figure.preset)["prior.checkpoint"]
+        assert [Path(f).name for f in files] == [f"{m}_mnist_embedded.pt" for m in figure.models], name
+        if figure.method == "mGANprior":  # the split the multi-code family was trained at is the one inverted
+            train = check_config("train", [f"model={figure.rtil}", *figure.train_overrides.get(figure.rtil, ())])
+            assert list(train.model.module.rtil.layers) == [compose_experiment(figure.preset).solver.layer], name
+            assert train.model.module.rtil.family == "multicode" and train.data.image_size == compose_experiment(
+                figure.preset).data.get("image_size", train.data.image_size), name
+
+
 def test_table3_ablation_rows_set_the_solver_switches():
     rows = {a: compose_experiment("prilo_table3", f"+ablation={a}").solver for a in experiment_sweep("prilo_table3")["+ablation"]}
     assert list(rows["only_init"].skip) == ["forward", "backproject", "refine"] and rows["only_init"].two_start is False
@@ -137,9 +150,10 @@ def test_dpr_recovers_a_random_relu_signal_from_enough_measurements():
 
 @pytest.fixture(scope="module")
 def quick_priors(tmp_path_factory) -> dict[str, Path]:
-    """Tiny prior files of each family the experiments load: vae, dcgan, stylegan2."""
+    """Tiny prior files of each family the experiments load: vae, dcgan, stylegan2, pggan."""
     from priors.dcgan import DCGANPrior
     from priors.io import save_prior
+    from priors.pggan import PGGANPrior
 
     folder = tmp_path_factory.mktemp("quick_priors")
     torch.manual_seed(0)
@@ -151,27 +165,32 @@ def quick_priors(tmp_path_factory) -> dict[str, Path]:
     stylegan.fit_latent_statistics(num_samples=100)
     stylegan = save_prior({"prior_config": stylegan.config(), "state_dict": stylegan.state_dict(), "extra": {}},
                           folder / "stylegan2.pt")
-    return {"vae": tiny_vae_prior(folder / "vae.pt"), "dcgan": dcgan, "stylegan2": stylegan}
+    torch.manual_seed(0)
+    pggan = PGGANPrior(size=32, channels=1, latent_dim=8, widths=[4, 4, 4, 4])
+    pggan = save_prior({"prior_config": pggan.config(), "state_dict": pggan.state_dict(), "extra": {}}, folder / "pggan.pt")
+    return {"vae": tiny_vae_prior(folder / "vae.pt"), "dcgan": dcgan, "stylegan2": stylegan, "pggan": pggan}
 
 
 def quick_commands(priors: dict[str, Path], out: Path) -> dict[str, list[str]]:
     """Each run's experiments.py arguments (before --quick), by run name."""
-    vae, dcgan, stylegan = (str(priors[k]) for k in ("vae", "dcgan", "stylegan2"))
+    vae, dcgan, stylegan, pggan = (str(priors[k]) for k in ("vae", "dcgan", "stylegan2", "pggan"))
     return {"dpr_fig2": ["dpr_fig2"], "prilo_fig3": ["prilo_fig3", "--prior", vae],
             "dpr_fig3": ["dpr_fig3", "--prior", vae],
             "prilo_table3": ["prilo_table3", "--prior", vae, "--inits", "mii"],
             "ilo_small_dcgan": ["ilo_small", "--dcgan", "--prior", dcgan],
             "ilo_small": ["ilo_small", "--prior", stylegan],
             "rtil_figs": ["rtil_figs", "--priors", f"dcgan={dcgan}", f"rtil_dcgan={dcgan}", f"rtil_mgan_dcgan={dcgan}",
-                          f"stylegan2_small={stylegan}", f"rtil_stylegan2_small={stylegan}"],
+                          f"stylegan2_small={stylegan}", f"rtil_stylegan2_small={stylegan}", f"pggan={pggan}",
+                          f"rtil_mgan_pggan={pggan}"],
             "rtil_mgan_recipe": ["rtil_mgan_recipe"],
             "mgan_lr": ["mgan_lr", "--prior", dcgan],
+            "mgan_lr_pggan": ["mgan_lr", "--figures", "5-pggan", "--prior", pggan],
             "ilo_l1_radius": ["ilo_l1_radius", "--prior", stylegan],
             "prilo_table1": ["prilo_table1", "--prior", vae, "--out", str(out / "table1"),
                              "--override", "data=mnist_embedded"]}
 
 
-QUICK_RUNS = quick_commands(dict.fromkeys(("vae", "dcgan", "stylegan2"), ""), Path())  # the runs, by name
+QUICK_RUNS = quick_commands(dict.fromkeys(("vae", "dcgan", "stylegan2", "pggan"), ""), Path())  # the runs, by name
 
 
 def test_every_subcommand_has_a_quick_run():
@@ -197,7 +216,8 @@ def test_experiment_runs_in_quick_mode(name, quick_priors, tmp_path, monkeypatch
     assert list(Path(tmp_path).glob(f"{exp.name}*.png"))
     if name == "rtil_figs":  # the same file as vanilla and RTIL prior: paired differences are exactly zero
         for figure, models in {"rtil_figs": {"dcgan", "rtil_dcgan"}, "rtil_figs_mgan": {"dcgan", "rtil_mgan_dcgan"},
-                               "rtil_figs_stylegan2": {"stylegan2_small", "rtil_stylegan2_small"}}.items():
+                               "rtil_figs_stylegan2": {"stylegan2_small", "rtil_stylegan2_small"},
+                               "rtil_figs_mgan_pggan": {"pggan", "rtil_mgan_pggan"}}.items():
             result = json.loads((tmp_path / f"{figure}_quick.json").read_text())
             assert result["paired_differences"] and all(
                 d["psnr_rtil_minus_vanilla_mean"] == 0 for d in result["paired_differences"]), figure
@@ -213,7 +233,9 @@ def test_experiment_runs_in_quick_mode(name, quick_priors, tmp_path, monkeypatch
         assert [r["label"] for r in payload["rows"]] == ["DPR", "DPR-MII", "PRILO-MII", "PRILO-MII (paper rule)", "WF"]
     if name == "ilo_small_dcgan":  # CSGM with its steps split over starts runs only when asked for
         assert {r["label"] for r in payload["rows"]} == {"CSGM", "ILO"}
-    if name == "mgan_lr":  # tuned on validation digits by the measurement error alone
+    if name == "mgan_lr_pggan":  # the PGGAN figure's own preset, on its 32x32 validation digits
+        assert payload["preset"] == "rtil_figs_mgan_pggan" and exp.name.startswith("mgan_lr_pggan")
+    if name.startswith("mgan_lr"):  # tuned on validation digits by the measurement error alone
         assert payload["split"] == "val" and payload["chosen"] == min(
             payload["rows"], key=lambda r: r["measurement_error_mean"])["lr"]
     if name == "ilo_l1_radius":  # tuned on validation digits, the highest mean PSNR over the CS ratios
@@ -256,7 +278,7 @@ def test_quick_runs_of_named_methods_and_refused_options(quick_priors, tmp_path,
     with pytest.raises(SystemExit):
         experiments.main(["dpr_fig2", "--images", "0"])
     with pytest.raises(SystemExit):  # a prior file for a model no figure uses
-        experiments.main(["rtil_figs", "--quick", "--priors", f"pggan={quick_priors['dcgan']}"])
+        experiments.main(["rtil_figs", "--quick", "--priors", f"vae={quick_priors['dcgan']}"])
     with pytest.raises(SystemExit):  # ilo_small's methods are csgm, ilo, ilo_equal_compute, ilo_l1
         experiments.main(["ilo_small", "--quick", "--prior", str(quick_priors["stylegan2"]), "--methods", "ilo_l2"])
     with pytest.raises(SystemExit):  # the tag becomes part of file names
@@ -271,6 +293,8 @@ def test_quick_runs_of_named_methods_and_refused_options(quick_priors, tmp_path,
     (["prilo_fig3", "--quick", "--methods", "prilo", "--prior", "p.pt"], "not a method of this run"),
     (["prilo_table1", "--quick", "--first-image", "64"], "prilo_table1 does not read it"),  # invert.py rows from 0
     (["prilo_fig3", "--quick", "--first-image", "-1"], "--first-image must be >= 0"),
+    (["mgan_lr", "--quick", "--figures", "4", "--prior", "p.pt"], "one mGANprior figure at a time"),  # ILO's figure
+    (["mgan_lr", "--quick", "--figures", "5", "5-pggan"], "one mGANprior figure at a time"),
 ])
 def test_an_option_the_subcommand_would_ignore_is_refused_before_anything_runs(argv, message, tmp_path, capsys,
                                                                                 monkeypatch):
