@@ -14,7 +14,8 @@ exactly from the parts' counts, means and CIs (a union's sum of squares is the p
 joint mean). Measurement error and seconds per image are image-weighted means. The per-image ground-truth fingerprints
 (``truths_per_image``) are joined, so OUT.json pairs with any run on the same images, one run or other parts; the
 whole-row ``truths`` becomes the parts' joined with "+" (files from before per-image fingerprints pair only with
-concatenations of the same parts). The parts must hold the same
+concatenations of the same parts). A fingerprint that one part lacks (its file is older) is left out of OUT.json,
+so that old parts still join with new ones; OUT.json then pairs as a file of the older kind does. The parts must hold the same
 rows (labels and points), have run with the same overrides and step fraction, and cover consecutive images (their
 ``first_image``; files from before it existed start at image 0). Anything else a part's file holds beside its rows
 (e.g. rtil_figs' paired differences) is not carried over: recompute it from OUT.json (paired_psnr.py).
@@ -60,10 +61,12 @@ def _key(row: dict) -> tuple:
 def concatenated_row(parts: list[dict]) -> dict:
     """One row from the same row of consecutive parts (in image order); refused where the parts disagree on anything
     but their images."""
-    keys = set(parts[0])
-    if any(set(p) != keys for p in parts):
+    fingerprints = {"truths", "truths_per_image"}  # files from before them lack them: kept where every part has them
+    keys = set(parts[0]) - fingerprints
+    if any(set(p) - fingerprints != keys for p in parts):
         raise UserInputError(f"row {_key(parts[0])}: the parts' rows have different fields; concatenate runs of one "
                              "version of one subcommand")
+    keys |= set.intersection(*(set(p) for p in parts)) & fingerprints
     if "psnr_values" not in keys:
         raise UserInputError(f"row {_key(parts[0])}: no per-image PSNR (psnr_values) to join; rerun the part")
     counts = [sum(math.isfinite(v) for v in p["psnr_values"]) for p in parts]  # a failed image counts nowhere
@@ -87,7 +90,7 @@ def concatenated_row(parts: list[dict]) -> dict:
             raise UserInputError(f"row {_key(parts[0])}: the parts differ in {key!r} ({parts[0][key]!r} vs "
                                  f"{differing[0]!r}); concatenate runs of the same settings")
         out[key] = parts[0][key]
-    return {k: out[k] for k in parts[0]}  # the parts' field order
+    return {k: out[k] for k in parts[0] if k in out}  # the parts' field order
 
 
 def concatenated(paths: list[str]) -> dict:

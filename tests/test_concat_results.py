@@ -98,6 +98,15 @@ def test_parts_written_before_fingerprints_join_without_one(tmp_path):
     assert row["psnr_mean"] == pytest.approx(20.0) and row["psnr_ci95"] == pytest.approx(mean_ci95([19, 21, 19, 21])[1])
 
 
+def test_an_old_part_without_per_image_fingerprints_joins_a_new_part_and_the_join_keeps_what_both_have(tmp_path):
+    old = _row("DPR", psnr_ci95=mean_ci95([19, 21])[1])
+    new = {**_row("DPR", truths="t1", psnr_ci95=mean_ci95([19, 21])[1]), "truths_per_image": ["i2", "i3"]}
+    a, b = _results(tmp_path / "a.json", [old]), _results(tmp_path / "b.json", [new], first_image=2)
+    row = concat_results.main([a, b, "--out", str(tmp_path / "joined")])["rows"][0]
+    assert "truths_per_image" not in row and row["truths"] == "t0+t1" and row["images"] == 4
+    assert row["psnr_ci95"] == pytest.approx(mean_ci95([19, 21, 19, 21])[1])
+
+
 def _results(path, rows, first_image=0, overrides=(), argv=("prilo_fig3",)):
     path.write_text(json.dumps({"experiment": path.stem, "complete": True, "rows": rows, "first_image": first_image,
                                 "overrides": list(overrides), "step_fraction": 1.0, "quick": False, "argv": list(argv)}))
