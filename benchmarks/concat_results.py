@@ -15,13 +15,15 @@ joint mean). Measurement error and seconds per image are image-weighted means. T
 (``truths_per_image``) are joined, so OUT.json pairs with any run on the same images, one run or other parts; the
 whole-row ``truths`` becomes the parts' joined with "+" (files from before per-image fingerprints pair only with
 concatenations of the same parts). A fingerprint that one part lacks (its file is older) is left out of OUT.json,
-so that old parts still join with new ones; OUT.json then pairs as a file of the older kind does. The parts must hold the same
+so that old parts still join with new ones; OUT.json then pairs by its whole-row ``truths`` with joins of the same
+older parts, however their newer images were split into parts (see ``joined_truths``). The parts must hold the same
 rows (labels and points), have run with the same overrides and step fraction, and cover consecutive images (their
 ``first_image``; files from before it existed start at image 0). Anything else a part's file holds beside its rows
 (e.g. rtil_figs' paired differences) is not carried over: recompute it from OUT.json (paired_psnr.py).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import time
@@ -58,6 +60,25 @@ def _key(row: dict) -> tuple:
     return row["label"], tuple(row.get(k) for k in point_keys(row))
 
 
+def joined_truths(parts: list[dict]) -> str:
+    """The whole-row fingerprint of a join: the parts' own, joined with "+". Where some parts are older files without
+    per-image fingerprints (the join then has none), each run of consecutive newer parts counts as one part,
+    fingerprinted by its images' fingerprints: joins of the same older parts then pair (the same fingerprint) however
+    their newer images were split into parts, and still not where any image differs."""
+    if all("truths_per_image" in p for p in parts):
+        return "+".join(p["truths"] for p in parts)
+    groups: list[str | list[str]] = []
+    for p in parts:
+        if "truths_per_image" not in p:
+            groups.append(p["truths"])
+        elif groups and isinstance(groups[-1], list):
+            groups[-1].extend(p["truths_per_image"])
+        else:
+            groups.append(list(p["truths_per_image"]))
+    return "+".join(g if isinstance(g, str) else "images-" + hashlib.sha256(",".join(g).encode()).hexdigest()[:16]
+                    for g in groups)
+
+
 def concatenated_row(parts: list[dict]) -> dict:
     """One row from the same row of consecutive parts (in image order); refused where the parts disagree on anything
     but their images."""
@@ -73,7 +94,7 @@ def concatenated_row(parts: list[dict]) -> dict:
     images = [p["images"] for p in parts]
     out = {"images": sum(images), "psnr_values": [v for p in parts for v in p["psnr_values"]]}
     if "truths" in keys:  # older files have none
-        out["truths"] = "+".join(p["truths"] for p in parts)
+        out["truths"] = joined_truths(parts)
     if "truths_per_image" in keys:
         out["truths_per_image"] = [t for p in parts for t in p["truths_per_image"]]
     for key in ("seconds_per_image", "measurement_error_mean"):

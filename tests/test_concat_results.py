@@ -98,13 +98,24 @@ def test_parts_written_before_fingerprints_join_without_one(tmp_path):
     assert row["psnr_mean"] == pytest.approx(20.0) and row["psnr_ci95"] == pytest.approx(mean_ci95([19, 21, 19, 21])[1])
 
 
-def test_an_old_part_without_per_image_fingerprints_joins_a_new_part_and_the_join_keeps_what_both_have(tmp_path):
-    old = _row("DPR", psnr_ci95=mean_ci95([19, 21])[1])
-    new = {**_row("DPR", truths="t1", psnr_ci95=mean_ci95([19, 21])[1]), "truths_per_image": ["i2", "i3"]}
+def test_an_old_part_joins_new_parts_and_pairs_with_the_same_images_split_otherwise(tmp_path):
+    """Older files carry no per-image fingerprints: a join keeps the fingerprints all parts have and pairs by its
+    whole-row one with joins of the same older part, however its newer images were split, never with other images."""
+    ci = mean_ci95([19, 21])[1]
+    old = _row("DPR", psnr_ci95=ci)
+    new = {**_row("DPR", truths="t1", psnr_ci95=ci), "truths_per_image": ["i2", "i3"]}
+    halves = [{**_row("DPR", images=1, truths=f"h{i}", psnr_ci95=float("nan"), psnr_values=[v]),
+               "truths_per_image": [f"i{i + 2}"]} for i, v in enumerate([19.0, 21.0])]
     a, b = _results(tmp_path / "a.json", [old]), _results(tmp_path / "b.json", [new], first_image=2)
-    row = concat_results.main([a, b, "--out", str(tmp_path / "joined")])["rows"][0]
-    assert "truths_per_image" not in row and row["truths"] == "t0+t1" and row["images"] == 4
-    assert row["psnr_ci95"] == pytest.approx(mean_ci95([19, 21, 19, 21])[1])
+    c, d = (_results(tmp_path / f"{n}.json", [h], first_image=2 + i) for i, (n, h) in enumerate(zip("cd", halves)))
+    whole = concat_results.main([a, b, "--out", str(tmp_path / "whole")])["rows"][0]
+    split = concat_results.main([a, c, d, "--out", str(tmp_path / "split")])["rows"][0]
+    assert "truths_per_image" not in whole and whole["images"] == 4 and whole["truths"].startswith("t0+")
+    assert whole["psnr_ci95"] == pytest.approx(mean_ci95([19, 21, 19, 21])[1])
+    assert whole["truths"] == split["truths"] and whole["psnr_values"] == split["psnr_values"]
+    other = {**new, "truths_per_image": ["i2", "i9"]}
+    assert concat_results.joined_truths([old, other]) != whole["truths"]
+    assert concat_results.joined_truths([{**old, "truths": "t9"}, new]) != whole["truths"]
 
 
 def _results(path, rows, first_image=0, overrides=(), argv=("prilo_fig3",)):
