@@ -24,6 +24,7 @@ rows (labels and points), have run with the same overrides and step fraction, an
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import sys
 import time
@@ -67,16 +68,14 @@ def joined_truths(parts: list[dict]) -> str:
     their newer images were split into parts, and still not where any image differs."""
     if all("truths_per_image" in p for p in parts):
         return "+".join(p["truths"] for p in parts)
-    groups: list[str | list[str]] = []
-    for p in parts:
-        if "truths_per_image" not in p:
-            groups.append(p["truths"])
-        elif groups and isinstance(groups[-1], list):
-            groups[-1].extend(p["truths_per_image"])
+    groups = []
+    for newer, run in itertools.groupby(parts, key=lambda p: "truths_per_image" in p):
+        if newer:
+            images = ",".join(t for p in run for t in p["truths_per_image"])
+            groups.append("images-" + hashlib.sha256(images.encode()).hexdigest()[:16])
         else:
-            groups.append(list(p["truths_per_image"]))
-    return "+".join(g if isinstance(g, str) else "images-" + hashlib.sha256(",".join(g).encode()).hexdigest()[:16]
-                    for g in groups)
+            groups.extend(p["truths"] for p in run)
+    return "+".join(groups)
 
 
 def concatenated_row(parts: list[dict]) -> dict:
