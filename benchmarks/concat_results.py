@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.experiments import point_keys  # noqa: E402
+from benchmarks.experiments import OPTION_USERS, point_keys  # noqa: E402
 from benchmarks.merge_results import files_and_out, load_payload, write_table_and_plots  # noqa: E402
 from common.atomic import write_json  # noqa: E402
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
@@ -130,9 +130,9 @@ def concatenated(paths: list[str]) -> dict:
         rows = {_key(r): r for r in payload["rows"]}
         if len(rows) != len(payload["rows"]):
             raise UserInputError(f"{path}: several rows of one label at one point; concatenate runs of experiments.py")
-        if any("axis" not in r and "ratio" not in r for r in payload["rows"]):
-            raise UserInputError(f"{path}: rows of no sweep (e.g. PRILO table 3's); concatenate prilo_fig3, dpr_fig3, "
-                                 "ilo_small or rtil_figs runs, or rerun with --images N")
+        if any("axis" not in r and "ratio" not in r and "ablation" not in r for r in payload["rows"]):
+            raise UserInputError(f"{path}: rows of no sweep and no PRILO table 3 row; concatenate runs of "
+                                 f"{', '.join(OPTION_USERS['first_image'])}, or rerun with --images N")
         counts = {r["images"] for r in payload["rows"]}
         if len(counts) > 1:
             raise UserInputError(f"{path}: rows on different numbers of images {sorted(counts)}; not one run's file")

@@ -419,17 +419,26 @@ def prilo_table3(args) -> Experiment:
             row = exp.image_row(f"{init}/{ablation}", {"init": init, "ablation": ablation}, x_hat, x, error, seconds,
                                 aligned=True)
             row["paper_celeba_stylegan"] = PAPER_TABLE3.get(row["label"])
+    table3_plots(exp.rows, exp.out_path().with_name(exp.name))
+    return _finish(exp, table3_table(exp.rows))
+
+
+def table3_table(rows: list[dict]) -> str:
     lines = ["| init | row | PSNR (dB) | SSIM | PSNR aligned (oracle) | SSIM aligned (oracle) | paper (StyleGAN, CelebA) |",
              "|---|---|---|---|---|---|---|"]
-    for r in exp.rows:
+    for r in rows:
         paper = r["paper_celeba_stylegan"]
         lines.append(f"| {r['init'].upper()} | {r['ablation']} | {_pm(r, 'psnr', '.2f')} | {_pm(r, 'ssim', '.3f')} | "
                      f"{_pm(r, 'psnr_aligned', '.2f')} | {_pm(r, 'ssim_aligned', '.3f')} | "
                      f"{f'{paper[0]:.2f} / {paper[1]:.4f}' if paper else '–'} |")
-    for init in args.inits or sweep["init"]:
-        plot_table3([r for r in exp.rows if r["init"] == init], exp.out_path().with_name(f"{exp.name}_{init}.png"),
-                    f"PRILO table 3 rows, {init.upper()}, {len(x)} test images, 95% CIs")
-    return _finish(exp, "\n".join(lines))
+    return "\n".join(lines)
+
+
+def table3_plots(rows: list[dict], prefix: Path) -> list[Path]:
+    """``PREFIX_<init>.png`` per initialisation of PRILO table 3 rows."""
+    return [plot_table3([r for r in rows if r["init"] == init], prefix.with_name(f"{prefix.name}_{init}.png"),
+                        f"PRILO table 3 rows, {init.upper()}, {rows[0]['images']} test images, 95% CIs")
+            for init in dict.fromkeys(r["init"] for r in rows)]
 
 
 # -- PRILO table 1 (invert.py rows, resumable) -----------------------------------------------------------------
@@ -746,8 +755,8 @@ def point_keys(row: dict) -> tuple[str, ...]:
 
 
 def point(row: dict) -> tuple:
-    """A row's sweep point: the values of its :func:`point_keys`."""
-    return tuple(row[k] for k in point_keys(row))
+    """A row's sweep point: the values of its :func:`point_keys` (None for a table's row, e.g. PRILO table 3's)."""
+    return tuple(row.get(k) for k in point_keys(row))
 
 
 def paired_psnr(base_rows: list[dict], rows: list[dict]) -> list[dict]:
@@ -941,7 +950,7 @@ SUBCOMMANDS = {"dpr_fig2": dpr_fig2, "prilo_fig3": prilo_fig3, "dpr_fig3": dpr_f
 OPTION_USERS = {"methods": ("ilo_small", "prilo_fig3"), "collect_only": ("prilo_table1", "dpr_fig2"),
                 "axis": ("dpr_fig2", "prilo_fig3", "dpr_fig3"), "encoder": ("prilo_table3",), "inits": ("prilo_table3",),
                 "priors": ("rtil_figs",), "figures": ("rtil_figs", "mgan_lr"), "train_epochs": ("rtil_figs", "rtil_mgan_recipe"),
-                "first_image": ("prilo_fig3", "dpr_fig3", "ilo_small", "rtil_figs"),
+                "first_image": ("prilo_fig3", "dpr_fig3", "ilo_small", "rtil_figs", "prilo_table3"),
                 "dataset": ("prilo_table1",), "dcgan": ("ilo_small",), "out": ("prilo_table1",),
                 "prior": ("prilo_fig3", "dpr_fig3", "prilo_table3", "prilo_table1", "ilo_small", "ilo_l1_radius", "mgan_lr")}
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.experiments import point, point_keys, same_truths, sweep_plots, sweep_table, task_plots, task_table  # noqa: E402
+from benchmarks.experiments import (point, point_keys, same_truths, sweep_plots, sweep_table, table3_plots,  # noqa: E402
+                                   table3_table, task_plots, task_table)
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
 
 
@@ -103,10 +104,14 @@ def main(argv=None) -> str:
 
 
 def write_table_and_plots(rows: list[dict], out: Path, paper: str) -> str:
-    """OUT.md and the sweep's plots (``OUT_<operator>_<psnr|ssim>.png`` against m, else ``OUT_<task>.png``)."""
+    """OUT.md and the sweep's plots (``OUT_<operator>_<psnr|ssim>.png`` against m, ``OUT_<init>.png`` for PRILO
+    table 3's rows, else ``OUT_<task>.png``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     measurement_sweep = "m" in point_keys(next(r for r in rows if r.get("operator") != "oracle"))
-    if measurement_sweep:
+    if all("ablation" in r for r in rows):
+        table3_plots(rows, out)
+        table = table3_table(rows)
+    elif measurement_sweep:
         sweep_plots(rows, out, f"{out.name}: {{operator}}, {rows[0]['images']} test images, 95% CI")
         table = sweep_table(rows, paper)
     else:

@@ -39,6 +39,7 @@ def _tiny_stylegan2(path):
 SWEEPS = {  # subcommand -> (its results file's stem, a tiny prior's maker, a cheap subset of its methods and points)
     "prilo_fig3": ("prilo_fig3_gaussian", tiny_vae_prior, ["--methods", "dpr", "dpr_mii", "--axis", "25"]),
     "ilo_small": ("ilo_small", _tiny_stylegan2, ["--methods", "csgm"]),  # task points and the oracle-bound row
+    "prilo_table3": ("prilo_table3", tiny_vae_prior, ["--inits", "mii"]),  # a table's rows: no sweep axis
 }
 
 

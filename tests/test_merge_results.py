@@ -40,6 +40,20 @@ def test_task_sweeps_merge_with_the_oracle_bound_row(tmp_path):
     assert (tmp_path / "t_inpainting.png").exists() and not (tmp_path / "t_oracle.png").exists()
 
 
+def test_prilo_table3_runs_of_each_initialisation_merge_into_one_table_with_a_figure_per_initialisation(tmp_path):
+    def table_row(init, ablation):
+        row = {k: v for k, v in _row(f"{init}/{ablation}", "", None).items() if k not in ("operator", "ratio", "axis")}
+        return {**row, "init": init, "ablation": ablation, "psnr_aligned_mean": 22.0, "psnr_aligned_ci95": 0.5,
+                "ssim_aligned_mean": 0.9, "ssim_aligned_ci95": 0.01, "paper_celeba_stylegan": [21.42, 0.6358]}
+
+    files = [_results(tmp_path / f"{init}.json", [table_row(init, a) for a in ("only_a", "full")]) for init in ("mii", "li")]
+    table = merge_results.main([*files, "--out", str(tmp_path / "t3")])
+    assert [tuple(line.split(" | ")[:2]) for line in table.splitlines()[2:]] == [
+        ("| MII", "only_a"), ("| MII", "full"), ("| LI", "only_a"), ("| LI", "full")]
+    assert "21.42 / 0.6358" in table
+    assert {p.name for p in tmp_path.glob("t3_*.png")} == {"t3_mii.png", "t3_li.png"}
+
+
 def test_files_with_the_same_fingerprints_merge_and_files_without_them_are_not_checked(tmp_path):
     rows = [{**_row(lab, "gaussian_pr", 25), "truths": "a"} for lab in ("DPR", "WF")]
     a, b = _results(tmp_path / "a.json", rows[:1]), _results(tmp_path / "b.json", rows[1:])
