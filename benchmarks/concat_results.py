@@ -1,5 +1,5 @@
-"""One results file from runs of one benchmarks/experiments.py sweep on consecutive ranges of test images, so that a
-run grows by solving only its new images:
+"""One results file from runs of one benchmarks/experiments.py sweep (or of PRILO table 3) on consecutive ranges of
+test images, so that a run grows by solving only its new images:
 
     python benchmarks/experiments.py prilo_fig3 --images 128 --tag _first ...                  (images 0-127)
     python benchmarks/experiments.py prilo_fig3 --images 128 --first-image 128 --tag _next ... (images 128-255)

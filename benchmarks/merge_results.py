@@ -107,11 +107,10 @@ def write_table_and_plots(rows: list[dict], out: Path, paper: str) -> str:
     """OUT.md and the sweep's plots (``OUT_<operator>_<psnr|ssim>.png`` against m, ``OUT_<init>.png`` for PRILO
     table 3's rows, else ``OUT_<task>.png``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    measurement_sweep = "m" in point_keys(next(r for r in rows if r.get("operator") != "oracle"))
     if all("ablation" in r for r in rows):
         table3_plots(rows, out)
         table = table3_table(rows)
-    elif measurement_sweep:
+    elif "m" in point_keys(next(r for r in rows if r.get("operator") != "oracle")):  # a measurement sweep
         sweep_plots(rows, out, f"{out.name}: {{operator}}, {rows[0]['images']} test images, 95% CI")
         table = sweep_table(rows, paper)
     else:
