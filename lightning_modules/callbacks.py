@@ -87,6 +87,17 @@ class ExportPrior(Callback):
                                     "prior.checkpoint"))
 
 
+class ValidateFinalEpoch(Callback):
+    """Validates the last of ``max_epochs`` epochs even when ``max_epochs`` is not a multiple of
+    ``check_val_every_n_epoch``: Lightning skips it, so e.g. a 3-epoch run under the default of 5 would log
+    no validation metric at all. A run cut short by ``max_steps`` or ``max_time`` is not covered."""
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if (trainer.check_val_every_n_epoch is not None and trainer.max_epochs is not None
+                and trainer.current_epoch == trainer.max_epochs - 1):
+            trainer.check_val_every_n_epoch = 1
+
+
 def prepare_callbacks(callbacks: list[Callback], datamodule) -> None:
     """Give the callbacks that need the training data before fit (:class:`SampleQualityMonitor`) the
     datamodule, so that data they cannot work with is refused before anything is written."""

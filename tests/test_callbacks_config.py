@@ -6,7 +6,7 @@ from omegaconf import OmegaConf, open_dict
 from common.cli import check_config
 from common.errors import UserInputError
 from common.instantiate import instantiate_collection
-from lightning_modules.callbacks import ExportPrior, SampleQualityMonitor
+from lightning_modules.callbacks import ExportPrior, SampleQualityMonitor, ValidateFinalEpoch
 
 
 def build(tmp_path, *argv):
@@ -26,26 +26,28 @@ def build(tmp_path, *argv):
 
 
 def test_default_callbacks_checkpoint_export_and_an_idle_sample_quality_monitor(tmp_path):
-    checkpoint, export, monitor = build(tmp_path, f"export_path={tmp_path / 'p.pt'}", "trainer.max_epochs=1")
+    checkpoint, export, monitor, final = build(tmp_path, f"export_path={tmp_path / 'p.pt'}", "trainer.max_epochs=1")
     assert isinstance(checkpoint, ModelCheckpoint) and checkpoint.dirpath == str(tmp_path / "checkpoints")
     assert checkpoint.save_last is True
     assert isinstance(export, ExportPrior) and export.run_path == tmp_path / "prior.pt"
     assert export.export_path == tmp_path / "p.pt" and export.overwrite is False
     assert export.planned == {"max_epochs": 100, "max_steps": -1}  # the model's plan, not the trainer override
     assert export.invert_users is None  # p.pt is no solver's default prior
-    _, default_export, _ = build(tmp_path)
+    _, default_export, _, _ = build(tmp_path)
     assert default_export.invert_users == "invert.py"  # the default solver loads the default export
     assert isinstance(monitor, SampleQualityMonitor) and monitor.every_n_steps is None  # off by default
     monitor.prepare(None)  # off: needs no data
+    assert isinstance(final, ValidateFinalEpoch)
 
 
 def test_users_add_remove_and_change_callbacks(tmp_path):
     on = build(tmp_path, "sample_quality.every_n_steps=5", "overwrite=true")
     assert on[2].every_n_steps == 5 and on[1].overwrite is True
-    assert [type(c) for c in build(tmp_path, "~callbacks.sample_quality")] == [ModelCheckpoint, ExportPrior]
+    assert [type(c) for c in build(tmp_path, "~callbacks.sample_quality")] == [ModelCheckpoint, ExportPrior, ValidateFinalEpoch]
     added = build(tmp_path, "+callbacks.lr_monitor={_target_: lightning.pytorch.callbacks.LearningRateMonitor}",
                   "callbacks.model_checkpoint.save_last=false", "callbacks.export_prior=null")
-    assert [type(c) for c in added] == [ModelCheckpoint, SampleQualityMonitor, LearningRateMonitor]
+    assert [type(c) for c in added] == [ModelCheckpoint, SampleQualityMonitor, ValidateFinalEpoch,
+                                        LearningRateMonitor]
     assert added[0].save_last is False
     assert build(tmp_path, "callbacks=none") == []
 
