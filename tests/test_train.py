@@ -35,7 +35,6 @@ def test_train_with_wandb_offline_and_dpr_variant(tmp_path):
     assert load_prior(tmp_path / "p.pt").latent_shape == (8,)  # the TINY override wins over vae_dpr's 20
 
 
-
 def test_last_epoch_is_validated_when_not_a_multiple_of_the_interval(tmp_path):
     """A 2-epoch run under check_val_every_n_epoch=5 (Lightning alone would validate never) logs validation
     once, for its last epoch."""
@@ -49,6 +48,7 @@ def test_last_epoch_is_validated_when_not_a_multiple_of_the_interval(tmp_path):
     with open(out / "csv" / "metrics.csv") as file:
         validated = {row["epoch"] for row in csv.DictReader(file) if row.get("val/kl")}
     assert validated == {"1"}
+
 
 @pytest.mark.slow
 def test_design_card_command_trains_on_two_cpu_processes(tmp_path):
