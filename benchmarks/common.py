@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -66,9 +67,25 @@ def tuning_images(split: str, datamodule_config: str = "mnist_embedded", num_ima
     return split_images("val", datamodule_config, num_images, **data_overrides)
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the OS reports it (``platform.processor()`` is only the architecture on Linux)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_description() -> str:
+    """The hardware a result was measured on, for its results file: CPU model and count, GPUs, torch build."""
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return (f"{cpu_model()}, {os.cpu_count()} CPUs, {', '.join(gpus) if gpus else 'no GPU'}, "
+            f"torch {torch.__version__}")
+
+
 def save_results(name: str, payload: dict) -> Path:
-    payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor() or
-               platform.machine(), "torch_threads": torch.get_num_threads(), "run_seconds": run_seconds(), **payload}
+    payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_description(),
+               "torch_threads": torch.get_num_threads(), "run_seconds": run_seconds(), **payload}
     path = RESULTS_DIR / f"{name}.json"
     write_json(path, payload)
     print(f"saved {path}")
