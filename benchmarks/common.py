@@ -164,26 +164,33 @@ def _save_figure(fig, path: Path) -> Path:
     return path
 
 
-def plot_curves(curves: dict[str, dict[str, list]], path: Path, xlabel: str, ylabel: str, title: str = "",
+def plot_panels(panels: dict[str, dict[str, dict[str, list]]], path: Path, xlabel: str, title: str = "",
                 logx: bool = False) -> Path:
-    """One panel: per label an error-bar curve from ``{"x", "y", "yerr"}`` (yerr: 95% CI half-widths, or
-    a pair of lists lower/upper distances); PNG at ``path``."""
+    """Panels side by side on one x axis, one per y label: per curve label an error-bar curve from
+    ``{"x", "y", "yerr"}`` (yerr: 95% CI half-widths, or a pair of lists lower/upper distances); PNG at ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for label, c in curves.items():
-        ax.errorbar(c["x"], c["y"], yerr=c["yerr"], marker="o", markersize=3, capsize=3, label=label)
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
+    for ax, (ylabel, curves) in zip(axes[0], panels.items()):
+        for label, c in curves.items():
+            ax.errorbar(c["x"], c["y"], yerr=c["yerr"], marker="o", markersize=3, capsize=3, label=label)
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
     return _save_figure(fig, path)
+
+
+def plot_curves(curves: dict[str, dict[str, list]], path: Path, xlabel: str, ylabel: str, title: str = "",
+                logx: bool = False) -> Path:
+    """One panel of ``plot_panels``."""
+    return plot_panels({ylabel: curves}, path, xlabel, title, logx)
 
 
 def plot_categories(series: dict[str, dict[str, list]], categories: list[str], path: Path, ylabel: str,

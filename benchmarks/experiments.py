@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -46,8 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import (RESULTS_DIR, compose_experiment, experiment_sweep, plot_categories, plot_curves,  # noqa: E402
-                               mcnemar_exact, save_grid, save_results, scale_steps, test_images, tuning_images,
-                               wilson_ci95)
+                               mcnemar_exact, plot_panels, save_grid, save_results, scale_steps, test_images,
+                               tuning_images, wilson_ci95)
 from common.atomic import write_json  # noqa: E402
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
 from evaluation.report import mean_ci95  # noqa: E402
@@ -517,20 +518,40 @@ def _task_plots_and_table(exp: Experiment, operators: list[str], paper: str) -> 
     return task_table(exp.rows, paper)
 
 
+#: the quality measures a task sweep plots, one panel each: (row key, axis label)
+TASK_METRICS = (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("lpips", "LPIPS (lower is better)"))
+
+
+def task_panels(op_rows: list[dict], bounds: list[dict]) -> dict[str, dict]:
+    """One task's panels: per measure of ``TASK_METRICS`` that any row has (LPIPS is NaN for images it cannot
+    score), every method's curve against the task's axis, and each oracle-bound row as a flat line where it bounds
+    that measure over G's range (``<measure>_range``); rows without a range bound draw their PSNR bound."""
+    xs = sorted({float(r["ratio"]) for r in op_rows})
+    panels = {}
+    for metric, ylabel in TASK_METRICS:
+        if not any(math.isfinite(r.get(f"{metric}_mean", math.nan)) for r in op_rows):
+            continue
+        curves = Experiment.curves(op_rows, "ratio", metric)
+        for b in bounds:
+            if f"{metric}_range_mean" in b:  # G's range: the output-space bound can sit far off the scale
+                key, name = f"{metric}_range", f"{b['label']} (G's range)"
+            elif metric == "psnr" and "psnr_range_mean" not in b:
+                key, name = "psnr", b["label"]
+            else:
+                continue
+            curves[name] = {"x": xs, "y": [b[f"{key}_mean"]] * len(xs), "yerr": [b[f"{key}_ci95"]] * len(xs)}
+        panels[ylabel] = curves
+    return panels
+
+
 def task_plots(rows: list[dict], prefix: Path) -> list[Path]:
-    """Per task of a task sweep, ``PREFIX_<task>.png``: every method's PSNR against the task's axis, and each
-    oracle-bound row (operator ``oracle``) as a flat line."""
+    """Per task of a task sweep, ``PREFIX_<task>.png``: PSNR, SSIM and LPIPS panels (``task_panels``)."""
     bounds = [r for r in rows if r["operator"] == "oracle"]  # one per prior, the same at every ratio
     paths = []
     for op in dict.fromkeys(r["operator"] for r in rows if r["operator"] != "oracle"):
-        op_rows = [r for r in rows if r["operator"] == op]
-        curves = Experiment.curves(op_rows, "ratio", "psnr")
-        xs = sorted({float(r["ratio"]) for r in op_rows})
-        for b in bounds:  # G's range where the row has it: the output-space bound can sit far off the scale
-            key, name = ("psnr_range", f"{b['label']} (G's range)") if "psnr_range_mean" in b else ("psnr", b["label"])
-            curves[name] = {"x": xs, "y": [b[f"{key}_mean"]] * len(xs), "yerr": [b[f"{key}_ci95"]] * len(xs)}
-        paths.append(plot_curves(curves, prefix.with_name(f"{prefix.name}_{op}.png"),
-                                 TASK_AXES[op][2], "PSNR (dB)", f"{prefix.name}: {op}, 95% CI"))
+        panels = task_panels([r for r in rows if r["operator"] == op], bounds)
+        paths.append(plot_panels(panels, prefix.with_name(f"{prefix.name}_{op}.png"), TASK_AXES[op][2],
+                                 f"{prefix.name}: {op}, 95% CI"))
     return paths
 
 

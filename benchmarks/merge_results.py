@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.experiments import (point, point_keys, same_truths, sweep_plots, sweep_table, table3_plots,  # noqa: E402
-                                   table3_table, task_plots, task_table)
+from benchmarks.experiments import (TASK_AXES, point, point_keys, same_truths, sweep_plots, sweep_table,  # noqa: E402
+                                   table3_plots, table3_table, task_plots, task_table)
 from common.errors import UserInputError, exit_on_user_error  # noqa: E402
 
 
@@ -103,19 +103,43 @@ def main(argv=None) -> str:
     return write_table_and_plots(merged_rows(files), out, paper)
 
 
-def write_table_and_plots(rows: list[dict], out: Path, paper: str) -> str:
-    """OUT.md and the sweep's plots (``OUT_<operator>_<psnr|ssim>.png`` against m, ``OUT_<init>.png`` for PRILO
-    table 3's rows, else ``OUT_<task>.png``)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+def sweep_kind(rows: list[dict]) -> str:
+    """What results rows hold: ``table3`` (PRILO table 3's rows), ``measurement`` (a sweep over m: PRILO / DPR
+    figure 3) or ``task`` (a sweep over tasks' ratios: ILO section 4, the RTIL figures); refused otherwise."""
+    if any(r.get("split") == "val" for r in rows):
+        raise UserInputError("these are tuning rows on the validation split (e.g. ilo_l1_radius, mgan_lr); their own "
+                             "benchmarks/experiments.py subcommand tabulates and plots them")
     if all("ablation" in r for r in rows):
+        return "table3"
+    swept = [r for r in rows if r.get("operator") != "oracle"]
+    if swept and all("operator" in r for r in swept):
+        if all("m" in point_keys(r) for r in swept):
+            return "measurement"
+        if all(r["operator"] in TASK_AXES for r in swept):
+            return "task"
+    raise UserInputError("these rows are neither a sweep (over m or over a task's ratio) nor PRILO table 3's; "
+                         "their own benchmarks/experiments.py subcommand tabulates and plots them")
+
+
+def write_plots(rows: list[dict], out: Path) -> str:
+    """The sweep's plots under the prefix OUT (``OUT_<operator>_<psnr|ssim>.png`` against m, ``OUT_<init>.png`` for
+    PRILO table 3's rows, else ``OUT_<task>.png``); returns the rows' :func:`sweep_kind`."""
+    kind = sweep_kind(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "table3":
         table3_plots(rows, out)
-        table = table3_table(rows)
-    elif "m" in point_keys(next(r for r in rows if r.get("operator") != "oracle")):  # a measurement sweep
+    elif kind == "measurement":
         sweep_plots(rows, out, f"{out.name}: {{operator}}, {rows[0]['images']} test images, 95% CI")
-        table = sweep_table(rows, paper)
     else:
         task_plots(rows, out)
-        table = task_table(rows, paper)
+    return kind
+
+
+def write_table_and_plots(rows: list[dict], out: Path, paper: str) -> str:
+    """OUT.md and the sweep's plots (:func:`write_plots`)."""
+    kind = write_plots(rows, out)
+    table = {"table3": table3_table, "measurement": lambda r: sweep_table(r, paper),
+             "task": lambda r: task_table(r, paper)}[kind](rows)
     markdown = out.with_name(f"{out.name}.md")
     markdown.write_text(table + "\n")
     print(table)
