@@ -90,12 +90,21 @@ class ExportPrior(Callback):
 class ValidateFinalEpoch(Callback):
     """Validates the last of ``max_epochs`` epochs even when ``max_epochs`` is not a multiple of
     ``check_val_every_n_epoch``: Lightning skips it, so e.g. a 3-epoch run under the default of 5 would log
-    no validation metric at all. A run cut short by ``max_steps`` or ``max_time`` is not covered."""
+    no validation metric at all. The configured interval is back in place once fit ends. A run cut short by
+    ``max_steps`` or ``max_time`` is not covered."""
+
+    def __init__(self) -> None:
+        self.configured_interval: int | None = None  # the trainer's own, while the last epoch runs at 1
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if (trainer.check_val_every_n_epoch is not None and trainer.max_epochs is not None
                 and trainer.current_epoch == trainer.max_epochs - 1):
+            self.configured_interval = trainer.check_val_every_n_epoch
             trainer.check_val_every_n_epoch = 1
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.configured_interval is not None:
+            trainer.check_val_every_n_epoch, self.configured_interval = self.configured_interval, None
 
 
 def prepare_callbacks(callbacks: list[Callback], datamodule) -> None:

@@ -50,6 +50,32 @@ def test_last_epoch_is_validated_when_not_a_multiple_of_the_interval(tmp_path):
     assert validated == {"1"}
 
 
+def test_final_epoch_validation_leaves_the_configured_interval_in_place_after_fit(tmp_path):
+    """The last epoch validates, and a later fit or validate call on the same trainer sees the interval it was
+    configured with."""
+    from lightning import Trainer
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from lightning_modules.callbacks import ValidateFinalEpoch
+
+    class CountValidations(BoringModel):
+        def __init__(self):
+            super().__init__()
+            self.validated_epochs = []
+
+        def on_validation_epoch_end(self):
+            if not self.trainer.sanity_checking:
+                self.validated_epochs.append(self.current_epoch)
+
+    model = CountValidations()
+    trainer = Trainer(max_epochs=3, check_val_every_n_epoch=5, callbacks=[ValidateFinalEpoch()], logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0, default_root_dir=tmp_path)
+    trainer.fit(model)
+    assert model.validated_epochs == [2]
+    assert trainer.check_val_every_n_epoch == 5
+
+
 @pytest.mark.slow
 def test_design_card_command_trains_on_two_cpu_processes(tmp_path):
     """`python train.py model=rtil_stylegan2 trainer.devices=2` on a CPU machine: two DDP processes (the
