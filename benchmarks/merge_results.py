@@ -32,9 +32,9 @@ def load_payload(path: str) -> dict:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UserInputError(f"{path}: not a results file of benchmarks/experiments.py ({err})") from None
     if not isinstance(rows, list) or not rows:
-        raise UserInputError(f"{path}: no rows to merge")
+        raise UserInputError(f"{path}: a results file without rows; give a finished run's file")
     if not payload.get("complete", False):
-        raise UserInputError(f"{path}: an unfinished run (complete: false); merge finished runs only")
+        raise UserInputError(f"{path}: an unfinished run (complete: false); give finished runs only")
     return payload
 
 
